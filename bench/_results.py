@@ -1,0 +1,34 @@
+"""Write one benchmark's section of bench/RESULTS.md, leaving the other sections as they are."""
+
+from __future__ import annotations
+
+import platform
+import re
+from datetime import UTC, datetime
+from pathlib import Path
+
+import torch
+
+RESULTS = Path(__file__).with_name("RESULTS.md")
+HEADER = "# Benchmark results\n\nEach section is rewritten by the script named in it.\n"
+
+
+def machine() -> str:
+    """One line that says where a benchmark ran."""
+    return (
+        f"{platform.machine()}, {torch.get_num_threads()} torch threads, "
+        f"Python {platform.python_version()}, torch {torch.__version__}, "
+        f"{datetime.now(UTC):%Y-%m-%d}"
+    )
+
+
+def write_section(name: str, body: str) -> None:
+    """Replace (or append) the section ``name`` of RESULTS.md with ``body``."""
+    text = RESULTS.read_text() if RESULTS.exists() else HEADER
+    begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
+    block = f"{begin}\n{body.strip()}\n{end}"
+    pattern = re.compile(re.escape(begin) + ".*?" + re.escape(end), re.S)
+    text = pattern.sub(lambda _: block, text) if pattern.search(text) else text + f"\n{block}\n"
+    tmp = RESULTS.with_suffix(".tmp")
+    tmp.write_text(text)
+    tmp.replace(RESULTS)
