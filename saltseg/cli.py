@@ -58,6 +58,89 @@ def version() -> None:
 # --- data ---------------------------------------------------------------------------------------
 
 
+@command()
+def evaluate(
+    truth: Annotated[
+        Path, typer.Option(help="Data folder (train/masks), mask folder or train.csv.")
+    ],
+    pred: Annotated[
+        Path, typer.Option(help="Submission CSV (id,rle_mask) or a folder of mask PNGs.")
+    ],
+    per_image: Annotated[
+        Path | None, typer.Option(help="Write id,iou,score per image to this CSV.")
+    ] = None,
+    json_output: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Score predictions against the truth with the competition metric."""
+    import json
+
+    import pandas as pd
+
+    from saltseg.data.tgs import load_masks
+    from saltseg.metrics import image_scores, iou
+
+    truth_ids, truth_masks = load_masks(truth)
+    pred_ids, pred_masks = load_masks(pred)
+    missing, extra = set(truth_ids) - set(pred_ids), set(pred_ids) - set(truth_ids)
+    if missing:
+        raise SaltsegError(
+            f"{pred}: no prediction for {len(missing)} id(s) of the truth, "
+            f"e.g. {sorted(missing)[0]!r}"
+        )
+    if extra:
+        raise SaltsegError(
+            f"{pred}: {len(extra)} id(s) not in the truth, e.g. {sorted(extra)[0]!r}"
+        )
+    scores = image_scores(truth_masks, pred_masks)
+    ious = iou(truth_masks, pred_masks)
+    if per_image is not None:
+        frame = pd.DataFrame({"id": truth_ids, "iou": ious, "score": scores})
+        frame.to_csv(per_image, index=False, float_format="%.6f")
+    result = {"score": float(scores.mean()), "n": len(truth_ids), "mean_iou": float(ious.mean())}
+    if json_output:
+        typer.echo(json.dumps(result))
+    else:
+        typer.echo(
+            f"score {result['score']:.4f}  (mean IoU {result['mean_iou']:.4f}, {len(scores)} tiles)"
+        )
+
+
+@command()
+def folds(
+    data: Annotated[Path, typer.Argument(help="Kaggle-layout data folder.")],
+    k: Annotated[int, typer.Option(help="Number of folds.")] = 5,
+    seed: Annotated[int, typer.Option(help="Shuffling seed.")] = 0,
+    out: Annotated[Path | None, typer.Option(help="Output CSV (default DATA/folds.csv).")] = None,
+    depth_bins: Annotated[int, typer.Option(help="Depth quantiles to stratify by.")] = 2,
+    group_by_mosaic: Annotated[
+        Path | None, typer.Option(help="mosaics.csv: keep each mosaic within one fold.")
+    ] = None,
+) -> None:
+    """Write folds.csv: k folds stratified by salt coverage class and depth."""
+    from saltseg.data.folds import make_folds, write_folds
+    from saltseg.data.tgs import load_dataset
+
+    tiles = load_dataset(data, "train")
+    groups = None
+    if group_by_mosaic is not None:
+        from saltseg.mosaic import mosaic_groups
+
+        groups = mosaic_groups(group_by_mosaic)
+    frame = make_folds(
+        tiles.ids,
+        tiles.masks,
+        k=k,
+        seed=seed,
+        depths=tiles.depths,
+        depth_bins=depth_bins,
+        groups=groups,
+    )
+    out = out or Path(data) / "folds.csv"
+    write_folds(frame, out)
+    sizes = frame["fold"].value_counts().sort_index().tolist()
+    typer.echo(f"wrote {out}: {len(frame)} tiles in {k} folds of sizes {sizes}")
+
+
 # --- models -------------------------------------------------------------------------------------
 
 

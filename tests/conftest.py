@@ -15,3 +15,9 @@ def tgs_sample() -> Path:
     if not (SAMPLE / "train" / "images").is_dir():
         pytest.skip(f"real sample not found at {SAMPLE}")
     return SAMPLE
+
+
+@pytest.fixture(autouse=True)
+def _cache_in_tmp(tmp_path_factory, monkeypatch):
+    """Keep the tile cache of tests out of the user's home."""
+    monkeypatch.setenv("SALTSEG_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cache"))

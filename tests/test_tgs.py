@@ -1,0 +1,143 @@
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from saltseg.data.tgs import (
+    load_dataset,
+    load_masks,
+    read_rle_csv,
+    write_image_png,
+    write_mask_png,
+)
+from saltseg.errors import SaltsegError
+from saltseg.rle import rle_encode
+
+
+def make_layout(root, n=6, n_test=3, seed=0):
+    """A tiny Kaggle-layout folder; returns (ids, images, masks)."""
+    rng = np.random.default_rng(seed)
+    for sub in ("train/images", "train/masks", "test/images"):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    ids = [f"{i:010x}" for i in rng.integers(0, 2**40, n)]
+    images = rng.integers(0, 256, (n, 101, 101)).astype(np.float32) / 255
+    masks = rng.random((n, 101, 101)) > 0.6
+    masks[0] = False
+    rows = []
+    for tile_id, image, mask in zip(ids, images, masks, strict=True):
+        write_image_png(root / "train/images" / f"{tile_id}.png", image)
+        write_mask_png(root / "train/masks" / f"{tile_id}.png", mask)
+        rows.append((tile_id, rle_encode(mask)))
+    test_ids = [f"{i:010x}" for i in rng.integers(0, 2**40, n_test)]
+    for tile_id in test_ids:
+        write_image_png(root / "test/images" / f"{tile_id}.png", rng.random((101, 101)))
+    pd.DataFrame(rows, columns=["id", "rle_mask"]).to_csv(root / "train.csv", index=False)
+    depths = pd.DataFrame({"id": ids + test_ids, "z": rng.integers(50, 950, n + n_test)})
+    depths.to_csv(root / "depths.csv", index=False)
+    return ids, images, masks
+
+
+def test_round_trip_and_sorted(tmp_path):
+    ids, images, masks = make_layout(tmp_path)
+    tiles = load_dataset(tmp_path, "train", cache=False)
+    order = np.argsort(ids)
+    assert tiles.ids == sorted(ids)
+    assert tiles.images.dtype == np.float32 and tiles.masks.dtype == bool
+    assert np.array_equal(tiles.images, images[order])
+    assert np.array_equal(tiles.masks, masks[order])
+    depths = pd.read_csv(tmp_path / "depths.csv", dtype={"id": str}).set_index("id")["z"]
+    assert tiles.depths.tolist() == depths.loc[tiles.ids].tolist()
+    test = load_dataset(tmp_path, "test", cache=False)
+    assert len(test) == 3 and test.masks is None
+
+
+def test_empty_masks_are_8bit_and_salt_16bit(tmp_path):
+    write_mask_png(tmp_path / "e.png", np.zeros((101, 101), bool))
+    salt = np.zeros((101, 101), bool)
+    salt[3:9, 4] = True
+    write_mask_png(tmp_path / "s.png", salt)
+    assert np.asarray(Image.open(tmp_path / "e.png")).dtype == np.uint8
+    assert set(np.unique(np.asarray(Image.open(tmp_path / "s.png")))) == {0, 65535}
+
+
+def test_cache_gives_identical_tiles(tmp_path):
+    make_layout(tmp_path)
+    first = load_dataset(tmp_path, "train")
+    second = load_dataset(tmp_path, "train")  # from the cache
+    assert first.ids == second.ids
+    assert np.array_equal(first.images, second.images)
+    assert np.array_equal(first.masks, second.masks)
+    assert np.array_equal(first.depths, second.depths)
+
+
+def test_real_sample_masks_match_train_csv(tgs_sample):
+    tiles = load_dataset(tgs_sample, "train", cache=False)
+    assert len(tiles) == 400
+    assert tiles.images.shape == (400, 101, 101)
+    assert tiles.images.min() >= 0.0 and tiles.images.max() <= 1.0
+    csv_ids, csv_masks = read_rle_csv(tgs_sample / "train.csv")
+    assert csv_ids == tiles.ids
+    assert np.array_equal(csv_masks, tiles.masks)
+    empty = (~tiles.masks.reshape(400, -1).any(axis=1)).mean()
+    assert 0.2 < empty < 0.6
+    assert not np.isnan(tiles.depths).any()
+
+
+@pytest.mark.parametrize(
+    ("breakage", "message"),
+    [
+        (lambda r: __import__("shutil").rmtree(r / "train/masks"), "missing folder"),
+        (lambda r: next((r / "train/masks").glob("*.png")).unlink(), "has no mask"),
+        (lambda r: next((r / "train/images").glob("*.png")).unlink(), "has no image"),
+        (
+            lambda r: Image.new("L", (100, 101)).save(next((r / "train/images").glob("*.png"))),
+            "expected 101x101",
+        ),
+        (lambda r: next((r / "train/masks").glob("*.png")).write_bytes(b"junk"), "unreadable"),
+        (lambda r: _drop_first_row(r / "depths.csv"), "no depth"),
+        (lambda r: _duplicate_first_row(r / "depths.csv"), "duplicate id"),
+        (lambda r: _drop_first_row(r / "train.csv"), "no row"),
+        (lambda r: _duplicate_first_row(r / "train.csv"), "duplicate id"),
+    ],
+)
+def test_loader_errors(tmp_path, breakage, message):
+    make_layout(tmp_path)
+    breakage(tmp_path)
+    with pytest.raises(SaltsegError, match=message):
+        load_dataset(tmp_path, "train", cache=False)
+
+
+def _drop_first_row(path):
+    lines = path.read_text().splitlines(keepends=True)
+    path.write_text(lines[0] + "".join(lines[2:]))
+
+
+def _duplicate_first_row(path):
+    lines = path.read_text().splitlines(keepends=True)
+    path.write_text("".join(lines) + lines[1])
+
+
+def test_missing_root_and_bad_split(tmp_path):
+    with pytest.raises(SaltsegError, match="missing folder"):
+        load_dataset(tmp_path / "nope")
+    with pytest.raises(SaltsegError, match="unknown split"):
+        load_dataset(tmp_path, "valid")
+
+
+def test_load_masks_sources(tmp_path):
+    ids, _, masks = make_layout(tmp_path)
+    from_dir = load_masks(tmp_path)
+    from_csv = load_masks(tmp_path / "train.csv")
+    from_pngs = load_masks(tmp_path / "train/masks")
+    assert from_dir[0] == from_csv[0] == from_pngs[0] == sorted(ids)
+    assert np.array_equal(from_dir[1], from_csv[1])
+    assert np.array_equal(from_dir[1], from_pngs[1])
+
+
+def test_malformed_rle_csv_names_the_id(tmp_path):
+    (tmp_path / "sub.csv").write_text("id,rle_mask\nabc,1 2 3\n")
+    with pytest.raises(SaltsegError, match="'abc'.*odd number"):
+        read_rle_csv(tmp_path / "sub.csv")
+    (tmp_path / "bad.csv").write_text("name,mask\nabc,1 2\n")
+    with pytest.raises(SaltsegError, match="missing column"):
+        read_rle_csv(tmp_path / "bad.csv")
