@@ -1,0 +1,182 @@
+"""Typed training configuration: YAML files validated by pydantic, with ``key=value`` overrides.
+
+A recipe is one YAML file (see ``configs/``). ``load_config(path, ["optim.lr=0.01"])`` reads it,
+applies the overrides (values parsed as YAML, so ``3``, ``0.1``, ``true`` and ``[0, 1]`` work) and
+validates the result; unknown keys and bad values raise :class:`SaltsegError` naming the key.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from saltseg.data.transforms import AugmentConfig
+from saltseg.errors import SaltsegError
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ModelConfig(BaseModel):
+    """Arguments of :func:`saltseg.models.create_model`; keys beyond ``name`` go to the model."""
+
+    model_config = ConfigDict(extra="allow")
+    name: str = "unet"
+
+
+class DataConfig(_Strict):
+    """Where the tiles come from and how they are split and fed."""
+
+    root: Path | None = None
+    folds_file: Path | None = None
+    k: int = Field(5, ge=2, le=20)
+    fold_seed: int = 0
+    depth_bins: int = Field(2, ge=1)
+    extra_channels: list[Literal["depth", "row"]] = []
+    batch_size: int = Field(16, ge=1)
+    num_workers: int = Field(0, ge=0)
+
+
+class LossStage(_Strict):
+    """Loss terms (name -> weight) active from ``epoch`` on."""
+
+    epoch: int = Field(0, ge=0)
+    terms: dict[str, float] = {"bce": 1.0}
+    options: dict[str, dict[str, Any]] = {}
+
+
+class LossConfig(_Strict):
+    """Segmentation loss schedule plus the weights of the classifier and side-output losses."""
+
+    stages: list[LossStage] = [LossStage()]
+    cls_weight: float = Field(0.05, ge=0)
+    aux_weight: float = Field(0.1, ge=0)
+    nonempty_only: bool = False
+
+    @model_validator(mode="after")
+    def _increasing(self) -> LossConfig:
+        epochs = [s.epoch for s in self.stages]
+        if not epochs or epochs[0] != 0 or sorted(set(epochs)) != epochs:
+            raise ValueError(f"loss stages must start at epoch 0 and increase, got {epochs}")
+        return self
+
+
+class OptimConfig(_Strict):
+    """Optimiser and learning-rate schedule."""
+
+    optimizer: Literal["sgd", "adamw"] = "adamw"
+    lr: float = Field(1e-3, gt=0)
+    momentum: float = Field(0.9, ge=0, lt=1)
+    weight_decay: float = Field(1e-4, ge=0)
+    encoder_lr_mult: float = Field(1.0, gt=0)
+    schedule: Literal["onecycle", "constant", "cosine"] = "onecycle"
+    pct_start: float = Field(0.3, gt=0, lt=1)
+    div_factor: float = Field(25.0, gt=0)
+    final_div_factor: float = Field(1e4, gt=0)
+    freeze_encoder_epochs: int = Field(0, ge=0)
+
+
+class TrainerConfig(_Strict):
+    """What Lightning's Trainer gets: devices, precision, epochs."""
+
+    epochs: int = Field(30, ge=1)
+    accelerator: str = "auto"
+    devices: int | str = "auto"
+    num_nodes: int = Field(1, ge=1)
+    strategy: str = "auto"
+    precision: Literal["32", "32-true", "16-mixed", "bf16-mixed", "bf16-true"] = "32"
+    seed: int = 42
+    limit_train_batches: float | int = 1.0
+    limit_val_batches: float | int = 1.0
+    gradient_clip_val: float | None = None
+    log_every_n_steps: int = Field(10, ge=1)
+    threshold: float = Field(0.5, gt=0, lt=1)
+
+
+class Config(_Strict):
+    """A whole training recipe."""
+
+    name: str = "run"
+    model: ModelConfig = ModelConfig()
+    data: DataConfig = DataConfig()
+    augment: AugmentConfig = AugmentConfig()
+    loss: LossConfig = LossConfig()
+    optim: OptimConfig = OptimConfig()
+    trainer: TrainerConfig = TrainerConfig()
+    folds: list[int] | None = None
+
+    def model_kwargs(self) -> dict[str, Any]:
+        """The model's constructor arguments, with input channels set from the data config."""
+        kwargs = self.model.model_dump()
+        kwargs["in_chans"] = 1 + len(self.data.extra_channels)
+        return kwargs
+
+
+def _set(tree: dict[str, Any], dotted: str, value: Any) -> None:
+    keys = dotted.split(".")
+    node = tree
+    for key in keys[:-1]:
+        child = node.setdefault(key, {})
+        if not isinstance(child, dict):
+            raise SaltsegError(f"override {dotted!r}: {key!r} is not a section")
+        node = child
+    node[keys[-1]] = value
+
+
+def apply_overrides(tree: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``section.key=value`` overrides (values parsed as YAML) to a config tree."""
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise SaltsegError(f"override {item!r} is not of the form key=value")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError:
+            value = raw
+        _set(tree, key.strip(), value)
+    return tree
+
+
+def _describe(err: ValidationError) -> str:
+    first = err.errors()[0]
+    where = ".".join(str(p) for p in first["loc"]) or "config"
+    if first["type"] == "extra_forbidden":
+        return f"unknown key {where!r}"
+    return f"{where}: {first['msg']}"
+
+
+def config_from_dict(tree: dict[str, Any]) -> Config:
+    """Validate a config tree; the first problem becomes a one-line :class:`SaltsegError`."""
+    try:
+        return Config.model_validate(tree)
+    except ValidationError as err:
+        raise SaltsegError(f"bad config: {_describe(err)}") from None
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    """Read a YAML recipe (or the defaults when ``path`` is None) and apply overrides."""
+    tree: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        if not path.exists():
+            raise SaltsegError(f"config file {path} does not exist")
+        try:
+            tree = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as err:
+            raise SaltsegError(f"{path}: invalid YAML ({str(err).splitlines()[0]})") from None
+        if not isinstance(tree, dict):
+            raise SaltsegError(f"{path}: a config must be a mapping of sections")
+    return config_from_dict(apply_overrides(tree, overrides or []))
+
+
+def save_config(config: Config, path: str | Path) -> None:
+    """Write the resolved config as YAML, atomically."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
+    tmp.replace(path)
