@@ -147,6 +147,48 @@ def folds(
 # --- training -----------------------------------------------------------------------------------
 
 
+@command("augment-preview")
+def augment_preview(
+    out: Annotated[Path, typer.Option(help="Output PNG.")],
+    data: Annotated[
+        Path | None, typer.Option(help="Kaggle-layout data folder (default: built-in demo tiles).")
+    ] = None,
+    n: Annotated[int, typer.Option(min=1, help="Number of tiles (rows).")] = 8,
+    augs: Annotated[int, typer.Option(min=1, help="Augmented versions per tile.")] = 5,
+    seed: Annotated[int, typer.Option(help="Seed for the tile choice and the augmentations.")] = 0,
+    config: Annotated[
+        Path | None, typer.Option(help="YAML with augment settings ('augment:' section or flat).")
+    ] = None,
+) -> None:
+    """Write a PNG grid: per row a tile at model geometry, then augmented copies (mask in red)."""
+    import numpy as np
+    from PIL import Image
+
+    from saltseg.data.transforms import (
+        AugmentConfig,
+        demo_tiles,
+        load_augment_config,
+        preview_grid,
+    )
+
+    cfg = load_augment_config(config) if config else AugmentConfig()
+    if data is None:
+        images, masks = demo_tiles(n, seed)
+    else:
+        from saltseg.data.tgs import load_dataset
+
+        tiles = load_dataset(data, "train")
+        order = np.random.default_rng(seed).permutation(len(tiles))
+        salt = tiles.masks.reshape(len(tiles), -1).any(axis=1)[order]
+        k = min(int(salt.sum()), max((n + 1) // 2, n - int((~salt).sum())))  # half with salt
+        pick = np.sort(np.concatenate([order[salt][:k], order[~salt][: n - k]]))
+        images, masks = tiles.images[pick], tiles.masks[pick]
+    grid = preview_grid(images, masks, cfg, n_aug=augs, seed=seed)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(grid).save(out)
+    typer.echo(f"wrote {out}: {len(images)} tiles x {1 + augs} columns, {cfg.size}px cells")
+
+
 # --- inference ----------------------------------------------------------------------------------
 
 
