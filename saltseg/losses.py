@@ -1,7 +1,8 @@
 """Segmentation losses on logits: functional cores, thin ``nn.Module`` wrappers, a registry.
 
 Shapes: ``logits`` is ``(N, 1, H, W)`` or ``(N, H, W)``; ``target`` has the same shape with values
-in {0, 1} (any dtype, cast to the logits' dtype). Every loss returns a scalar. ``per_image=True``
+in {0, 1} (any dtype). Half-precision logits are computed in float32 (pixel counts overflow the
+float16 mantissa). Every loss returns a scalar. ``per_image=True``
 computes the loss on each image and averages; ``per_image=False`` treats the batch as one image.
 """
 
@@ -24,6 +25,8 @@ def _flat(logits: Tensor, target: Tensor, per_image: bool = True) -> tuple[Tenso
         raise SaltsegError(f"logits must be (N,1,H,W) or (N,H,W), got {tuple(logits.shape)}")
     if target.shape != logits.shape:
         raise SaltsegError(f"target {tuple(target.shape)} != logits {tuple(logits.shape)}")
+    if logits.dtype in (torch.float16, torch.bfloat16):
+        logits = logits.float()
     rows = logits.shape[0] if per_image else 1
     return logits.reshape(rows, -1), target.to(logits.dtype).reshape(rows, -1)
 
@@ -219,7 +222,8 @@ def create_loss(name: str, **kwargs: Any) -> nn.Module:
 
 
 def loss_from_config(spec: LossSpec) -> nn.Module:
-    """A loss from a name, ``{"name": ..., **options}``, a list of those (summed) or a module."""
+    """A loss from a name, ``{"name": ..., **options}``, ``{name: weight}``, a list of
+    ``{"name": ..., "weight": ..., **options}`` (weighted sum) or a module."""
     if isinstance(spec, nn.Module):
         return spec
     if isinstance(spec, str):
@@ -227,7 +231,7 @@ def loss_from_config(spec: LossSpec) -> nn.Module:
     if isinstance(spec, Mapping):
         options = dict(spec)
         if "name" not in options:
-            raise SaltsegError(f"loss config {options} has no 'name'")
+            return CombinedLoss(options)
         options.pop("weight", None)
         return create_loss(options.pop("name"), **options)
     return CombinedLoss(spec)
@@ -246,7 +250,9 @@ class CombinedLoss(nn.Module):
             terms = [{"name": name, "weight": weight} for name, weight in terms.items()]
         if not terms:
             raise SaltsegError("CombinedLoss needs at least one loss")
-        self.names = [str(t.get("name", "?")).lower() for t in terms]
+        if not all(isinstance(t, Mapping) and "name" in t for t in terms):
+            raise SaltsegError(f"each loss term needs a 'name', got {list(terms)}")
+        self.names = [str(t["name"]).lower() for t in terms]
         self.weights = [float(t.get("weight", 1.0)) for t in terms]
         self.losses = nn.ModuleList(loss_from_config(t) for t in terms)
 
@@ -323,7 +329,7 @@ class SegmentationCriterion(nn.Module):
         if "mask" not in outputs:
             raise SaltsegError(f"model outputs have no 'mask' (keys: {sorted(outputs)})")
         logits = outputs["mask"]
-        target = target.to(logits.dtype).reshape(logits.shape)
+        target = target.reshape(logits.shape).float()
         seg_loss = self.loss.at(epoch) if isinstance(self.loss, LossSchedule) else self.loss
         keep = nonempty(target).bool() if self.nonempty_only else None
 

@@ -20,6 +20,7 @@ from saltseg.losses import (
     create_loss,
     focal_loss,
     list_losses,
+    loss_from_config,
     lovasz_hinge,
     soft_dice_loss,
 )
@@ -229,8 +230,13 @@ def test_combined_loss() -> None:
     assert set(parts) == {"lovasz", "bce"}
     assert parts["lovasz"].item() == pytest.approx(lovasz_hinge(x, y, symmetric=True).item())
     assert cfg(x, y).item() == pytest.approx(2 * parts["lovasz"].item() + parts["bce"].item())
-    with pytest.raises(SaltsegError):
+    with pytest.raises(SaltsegError, match="needs a 'name'"):
         CombinedLoss([{"weight": 1.0}])
+    weights = loss_from_config({"bce": 1.0, "dice": 0.5})
+    assert isinstance(weights, CombinedLoss) and weights(x, y).item() == pytest.approx(
+        combo(x, y).item()
+    )
+    assert loss_from_config({"name": "focal", "gamma": 0.0}).options["gamma"] == 0.0
 
 
 def test_loss_schedule() -> None:
@@ -308,3 +314,14 @@ def test_lovasz_every_two_pixel_labeling() -> None:
         x = t([0.7, -0.3], (1, 1, 1, 2))
         got = lovasz_hinge(x, y).item()
         assert got == pytest.approx(lovasz_reference([0.7, -0.3], list(labels)))
+
+
+def test_half_precision_logits_are_computed_in_float32() -> None:
+    gen = torch.Generator().manual_seed(4)
+    x = torch.randn(2, 1, 64, 64, generator=gen)
+    y = (torch.rand(2, 1, 64, 64, generator=gen) > 0.5).float()
+    for name in list_losses():
+        loss = create_loss(name)
+        half = loss(x.bfloat16(), y)
+        assert half.dtype == torch.float32
+        assert half.item() == pytest.approx(loss(x.bfloat16().float(), y).item(), rel=1e-6)
