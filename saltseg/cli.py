@@ -144,6 +144,17 @@ def folds(
 # --- models -------------------------------------------------------------------------------------
 
 
+@command()
+def models() -> None:
+    """List the model names accepted by create_model, with a one-line description each."""
+    from saltseg.models import describe_models
+
+    descriptions = describe_models()
+    width = max(map(len, descriptions))
+    for name, text in descriptions.items():
+        typer.echo(f"{name:<{width}}  {text}")
+
+
 # --- training -----------------------------------------------------------------------------------
 
 

@@ -1,0 +1,173 @@
+"""Building blocks shared by the segmentation models: conv-BN-ReLU, scSE, heads, padding."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from saltseg.errors import SaltsegError
+
+SCSE_MODES = ("add", "max")
+
+
+class ConvBnAct(nn.Sequential):
+    """Convolution without bias, batch norm, ReLU; 'same' padding for odd kernels."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3) -> None:
+        super().__init__(
+            nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2, bias=False),
+            nn.BatchNorm2d(out_channels),
+            nn.ReLU(inplace=True),
+        )
+
+
+class ChannelSE(nn.Module):
+    """cSE: recalibrates channels with one gate per channel (Hu et al.; Roy et al. 2018).
+
+    Global average pool -> FC(C/r) -> ReLU -> FC(C) -> sigmoid, then ``x * gate``; the gate is
+    the same at every position of a channel.
+    """
+
+    def __init__(self, channels: int, reduction: int = 16) -> None:
+        super().__init__()
+        hidden = max(1, channels // reduction)
+        self.fc1 = nn.Conv2d(channels, hidden, 1)
+        self.fc2 = nn.Conv2d(hidden, channels, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Scale ``x`` (N x C x H x W) by a per-channel gate."""
+        gate = x.mean((2, 3), keepdim=True)
+        gate = torch.sigmoid(self.fc2(F.relu(self.fc1(gate), inplace=True)))
+        return x * gate
+
+
+class SpatialSE(nn.Module):
+    """sSE: recalibrates positions with one gate per pixel (Roy et al. 2018).
+
+    A 1x1 convolution squeezes the channels to one map, a sigmoid turns it into a gate that is the
+    same for every channel at a position.
+    """
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(channels, 1, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Scale ``x`` (N x C x H x W) by a per-position gate."""
+        return x * torch.sigmoid(self.conv(x))
+
+
+class SCSE(nn.Module):
+    """Concurrent spatial and channel squeeze-and-excitation (Roy et al. 2018).
+
+    Args:
+        channels: Channels of the input (and output).
+        reduction: Bottleneck ratio of the cSE branch.
+        mode: How the two recalibrated maps are combined: ``"add"`` (the paper's default) or
+            ``"max"`` (element-wise maximum).
+    """
+
+    def __init__(self, channels: int, reduction: int = 16, mode: str = "add") -> None:
+        super().__init__()
+        if mode not in SCSE_MODES:
+            raise SaltsegError(f"unknown scse_mode {mode!r}; valid: {', '.join(SCSE_MODES)}")
+        self.mode = mode
+        self.cse = ChannelSE(channels, reduction)
+        self.sse = SpatialSE(channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Recalibrate ``x`` (N x C x H x W); the output has the same shape."""
+        if self.mode == "max":
+            return torch.maximum(self.cse(x), self.sse(x))
+        return self.cse(x) + self.sse(x)
+
+
+class HypercolumnHead(nn.Module):
+    """Mask head over a hypercolumn: conv-BN-ReLU (1x1) then a 1x1 conv to one logit.
+
+    The hypercolumn is the concatenation of every stage map bilinearly upsampled to full size
+    (``sum(in_channels)`` channels). A 1x1 convolution and bilinear upsampling are both linear and
+    act on different axes, so the first convolution is computed as the sum of per-stage 1x1
+    projections upsampled to full size: the same result without building the wide full-size
+    tensor. Channel dropout on a stage map equals channel dropout on its upsampled copy.
+
+    Args:
+        in_channels: Channels of each stage map.
+        mid_channels: Width of the conv-BN-ReLU.
+        dropout: Channel dropout probability on the hypercolumn.
+    """
+
+    def __init__(self, in_channels: Sequence[int], mid_channels: int, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.dropout = nn.Dropout2d(dropout)
+        self.proj = nn.ModuleList(nn.Conv2d(c, mid_channels, 1, bias=False) for c in in_channels)
+        self.bn = nn.BatchNorm2d(mid_channels)
+        self.out = nn.Conv2d(mid_channels, 1, 1)
+
+    def forward(self, stages: Sequence[torch.Tensor], size: Sequence[int]) -> torch.Tensor:
+        """Logits N x 1 x size of the stage maps (each N x C_i x H_i x W_i)."""
+        y = None
+        for proj, stage in zip(self.proj, stages, strict=True):
+            z = upsample_to(proj(self.dropout(stage)), size, "bilinear")
+            y = z if y is None else y + z
+        return self.out(F.relu(self.bn(y), inplace=True))
+
+
+class ClassifierHead(nn.Sequential):
+    """Empty/non-empty tile classifier: global average pool, dropout, linear to one logit."""
+
+    def __init__(self, in_channels: int, dropout: float = 0.0) -> None:
+        super().__init__(
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(1),
+            nn.Dropout(dropout),
+            nn.Linear(in_channels, 1),
+        )
+
+
+Padding = tuple[int, int, int, int]
+
+
+def pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, Padding]:
+    """Reflect-pad ``x`` (N x C x H x W) so that H and W are multiples of ``multiple``.
+
+    The padding is split evenly between the two sides (the extra pixel goes right/bottom).
+
+    Returns:
+        The padded tensor and the padding as ``(left, right, top, bottom)``.
+    """
+    height, width = x.shape[-2:]
+    pad_h = -height % multiple
+    pad_w = -width % multiple
+    pad = (pad_w // 2, pad_w - pad_w // 2, pad_h // 2, pad_h - pad_h // 2)
+    if pad_h == 0 and pad_w == 0:
+        return x, pad
+    if pad_h >= height or pad_w >= width:
+        # Reflect padding needs the pad to be smaller than the side; replicate does not.
+        return F.pad(x, pad, mode="replicate"), pad
+    return F.pad(x, pad, mode="reflect"), pad
+
+
+def crop_padding(x: torch.Tensor, pad: Padding) -> torch.Tensor:
+    """Undo :func:`pad_to_multiple` on a full-resolution map."""
+    left, right, top, bottom = pad
+    height, width = x.shape[-2:]
+    return x[..., top : height - bottom, left : width - right]
+
+
+def upsample_to(x: torch.Tensor, size: torch.Size | tuple[int, int], mode: str) -> torch.Tensor:
+    """Resize ``x`` to ``size`` exactly; a no-op when it already has that size."""
+    if tuple(x.shape[-2:]) == tuple(size):
+        return x
+    if mode == "nearest":
+        return F.interpolate(x, size=size, mode="nearest")
+    return F.interpolate(x, size=size, mode=mode, align_corners=False)
+
+
+def check_in_chans(x: torch.Tensor, in_chans: int, name: str) -> None:
+    """Raise :class:`SaltsegError` unless ``x`` is N x in_chans x H x W."""
+    if x.ndim != 4 or x.shape[1] != in_chans:
+        raise SaltsegError(f"{name} expects input N x {in_chans} x H x W, got {tuple(x.shape)}")

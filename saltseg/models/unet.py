@@ -1,0 +1,179 @@
+"""U-Net on a timm encoder with scSE, hypercolumn and deep supervision heads."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from saltseg.errors import SaltsegError
+from saltseg.models.encoders import Encoder
+from saltseg.models.modules import (
+    SCSE,
+    ClassifierHead,
+    ConvBnAct,
+    HypercolumnHead,
+    check_in_chans,
+    crop_padding,
+    pad_to_multiple,
+    upsample_to,
+)
+
+
+class DecoderBlock(nn.Module):
+    """Upsample to the skip's exact size, concatenate it, conv-BN-ReLU twice, optional scSE."""
+
+    def __init__(
+        self, in_channels: int, skip_channels: int, out_channels: int, scse: SCSE | None = None
+    ) -> None:
+        super().__init__()
+        self.conv1 = ConvBnAct(in_channels + skip_channels, out_channels)
+        self.conv2 = ConvBnAct(out_channels, out_channels)
+        self.scse = scse if scse is not None else nn.Identity()
+
+    def forward(
+        self, x: torch.Tensor, size: torch.Size, skip: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Decode ``x`` to ``size``: the skip's size, or the input size for the last block."""
+        x = upsample_to(x, size, "nearest")
+        if skip is not None:
+            x = torch.cat([x, skip], dim=1)
+        return self.scse(self.conv2(self.conv1(x)))
+
+
+def default_decoder_channels(encoder_channels: Sequence[int], width: float = 1.0) -> list[int]:
+    """Decoder widths derived from the encoder, deepest block first.
+
+    One block per encoder stage: block ``i`` gets ``16 * 2**(n-1-i)`` channels, capped by the
+    channels of the skip it merges, times ``width``. For a resnet34 this is smp's
+    (256, 128, 64, 32, 16).
+    """
+    n = len(encoder_channels)
+    skips = list(encoder_channels[-2::-1]) + [None]
+    widths = []
+    for i, skip in enumerate(skips):
+        base = 16 * 2 ** (n - 1 - i)
+        widths.append(max(1, round(width * (base if skip is None else min(base, skip)))))
+    return widths
+
+
+class UNet(nn.Module):
+    """U-Net for salt masks: any timm encoder, any input size.
+
+    ``forward`` returns ``{"mask": N x 1 x H x W logits}``, plus ``"cls"`` (N x 1 logit of "tile has
+    salt") with ``classifier=True``, plus ``"aux"`` (list of N x 1 x H x W logits, one per decoder
+    block) with ``side_outputs=True`` in training mode. The input is reflect-padded to the encoder
+    stride and the outputs are cropped back.
+
+    Args:
+        encoder: timm model name.
+        in_chans: Input channels (1 for the seismic image; more for extra channels like depth).
+        pretrained: ``False``, ``True`` (ImageNet through timm) or a local weights file.
+        decoder_channels: Width of each decoder block, deepest first; derived from the encoder
+            (:func:`default_decoder_channels`) when ``None``.
+        decoder_width: Multiplier on the derived decoder widths.
+        scse_encoder: scSE on every encoder stage output (down path).
+        scse_decoder: scSE on every decoder block output (up path).
+        scse_mode: ``"add"`` or ``"max"``.
+        scse_reduction: cSE bottleneck ratio.
+        hypercolumn: Upsample every decoder block output to full size and concatenate them
+            before the head.
+        classifier: Add the empty/non-empty classifier on the deepest encoder features.
+        side_outputs: Add a 1x1 logit head per decoder block (returned as ``"aux"`` in training).
+        dropout: Dropout before the final head and in the classifier.
+    """
+
+    def __init__(
+        self,
+        encoder: str = "resnet34",
+        in_chans: int = 1,
+        pretrained: bool | str = False,
+        decoder_channels: Sequence[int] | None = None,
+        decoder_width: float = 1.0,
+        scse_encoder: bool = False,
+        scse_decoder: bool = False,
+        scse_mode: str = "add",
+        scse_reduction: int = 16,
+        hypercolumn: bool = False,
+        classifier: bool = False,
+        side_outputs: bool = False,
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        if isinstance(pretrained, Path):
+            pretrained = str(pretrained)
+        self.config = {
+            "name": "unet",
+            "encoder": encoder,
+            "in_chans": in_chans,
+            "pretrained": pretrained,
+            "decoder_channels": None if decoder_channels is None else list(decoder_channels),
+            "decoder_width": decoder_width,
+            "scse_encoder": scse_encoder,
+            "scse_decoder": scse_decoder,
+            "scse_mode": scse_mode,
+            "scse_reduction": scse_reduction,
+            "hypercolumn": hypercolumn,
+            "classifier": classifier,
+            "side_outputs": side_outputs,
+            "dropout": dropout,
+        }
+        self.in_chans = in_chans
+        self.encoder = Encoder(
+            encoder, in_chans, pretrained, scse_encoder, scse_mode, scse_reduction
+        )
+        enc = self.encoder.out_channels
+        if decoder_channels is None:
+            widths = default_decoder_channels(enc, decoder_width)
+        else:
+            widths = list(decoder_channels)
+            if len(widths) != len(enc):
+                raise SaltsegError(
+                    f"decoder_channels needs {len(enc)} widths for encoder {encoder!r} "
+                    f"(one per stage), got {len(widths)}"
+                )
+        self.decoder_channels = tuple(widths)
+        skips = list(enc[-2::-1]) + [0]
+        ins = [enc[-1], *widths[:-1]]
+        self.decoder = nn.ModuleList(
+            DecoderBlock(i, s, o, SCSE(o, scse_reduction, scse_mode) if scse_decoder else None)
+            for i, s, o in zip(ins, skips, widths, strict=True)
+        )
+        self.hypercolumn = hypercolumn
+        self.hypercolumn_channels = sum(widths) if hypercolumn else 0
+        if hypercolumn:
+            self.head = HypercolumnHead(widths, widths[-1], dropout)
+        else:
+            last = widths[-1]
+            self.head = nn.Sequential(
+                nn.Dropout2d(dropout), ConvBnAct(last, last), nn.Conv2d(last, 1, 1)
+            )
+        self.classifier = ClassifierHead(enc[-1], dropout) if classifier else None
+        self.side_heads = (
+            nn.ModuleList(nn.Conv2d(w, 1, 1) for w in widths) if side_outputs else None
+        )
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor | list[torch.Tensor]]:
+        """Segment ``x`` (N x in_chans x H x W); see the class docstring for the outputs."""
+        check_in_chans(x, self.in_chans, "unet")
+        x, pad = pad_to_multiple(x, self.encoder.stride)
+        size = x.shape[-2:]
+        features = self.encoder(x)
+        skips = [*features[-2::-1], None]
+        y = features[-1]
+        stages = []
+        for block, skip in zip(self.decoder, skips, strict=True):
+            y = block(y, size if skip is None else skip.shape[-2:], skip)
+            stages.append(y)
+        mask = self.head(stages, size) if self.hypercolumn else self.head(y)
+        out: dict[str, torch.Tensor | list[torch.Tensor]] = {"mask": crop_padding(mask, pad)}
+        if self.classifier is not None:
+            out["cls"] = self.classifier(features[-1])
+        if self.side_heads is not None and self.training:
+            out["aux"] = [
+                crop_padding(upsample_to(head(s), size, "bilinear"), pad)
+                for head, s in zip(self.side_heads, stages, strict=True)
+            ]
+        return out

@@ -1,0 +1,307 @@
+"""Model zoo: one base tester per named recipe, plus scSE, hypercolumn, weights and registry."""
+
+from __future__ import annotations
+
+import pydantic
+import pytest
+import timm
+import torch
+from safetensors.torch import save_file
+from typer.testing import CliRunner
+
+from saltseg.cli import app
+from saltseg.errors import SaltsegError
+from saltseg.models import create_model, describe_models, list_models
+from saltseg.models.encoders import Encoder
+from saltseg.models.modules import (
+    SCSE,
+    ChannelSE,
+    HypercolumnHead,
+    SpatialSE,
+    crop_padding,
+    pad_to_multiple,
+    upsample_to,
+)
+from saltseg.models.unet import UNet, default_decoder_channels
+
+RECIPES = ["resnet34", "seresnext50_32x4d", "inception_v4", "frrn_a", "frrn_b"]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _finite_grads(model: torch.nn.Module) -> bool:
+    grads = [p.grad for p in model.parameters() if p.requires_grad]
+    return all(g is not None and torch.isfinite(g).all() for g in grads)
+
+
+class BaseModelTester:
+    """Random-init model of one recipe, small widths: forward, backward, sizes, config."""
+
+    name: str
+    kwargs: dict = {}
+
+    @pytest.fixture(scope="class")
+    def model(self) -> torch.nn.Module:
+        torch.manual_seed(0)
+        return create_model(self.name, **self.kwargs)
+
+    def test_forward_backward(self, model):
+        model.train()
+        model.zero_grad()
+        out = model(torch.randn(2, 1, 101, 101))
+        assert out["mask"].shape == (2, 1, 101, 101)
+        assert out["cls"].shape == (2, 1)
+        assert "aux" not in out
+        assert torch.isfinite(out["mask"]).all() and torch.isfinite(out["cls"]).all()
+        (out["mask"].mean() + out["cls"].mean()).backward()
+        assert _finite_grads(model)
+
+    def test_any_input_size(self, model):
+        model.eval()
+        with torch.no_grad():
+            for shape in [(2, 1, 96, 140), (1, 1, 128, 128)]:
+                out = model(torch.randn(*shape))
+                assert out["mask"].shape == (shape[0], 1, *shape[2:])
+                assert torch.isfinite(out["mask"]).all()
+
+    def test_config_round_trip(self, model):
+        assert model.config["name"] in list_models()
+        rebuilt = create_model(model.config)
+        assert rebuilt.config == model.config
+        ours = {k: v.shape for k, v in model.state_dict().items()}
+        assert {k: v.shape for k, v in rebuilt.state_dict().items()} == ours
+
+    def test_wrong_channels(self, model):
+        with pytest.raises(SaltsegError, match="expects input N x 1"):
+            model(torch.randn(2, 3, 64, 64))
+
+
+class TestResnet34(BaseModelTester):
+    name = "resnet34"
+    kwargs = {"decoder_width": 0.25}
+
+
+class TestSeresnext50(BaseModelTester):
+    name = "seresnext50_32x4d"
+    kwargs = {"decoder_width": 0.125}
+
+
+class TestInceptionV4(BaseModelTester):
+    name = "inception_v4"
+    kwargs = {"decoder_width": 0.125}
+
+
+class TestFrrnA(BaseModelTester):
+    name = "frrn_a"
+    kwargs = {"width": 0.125}
+
+
+class TestFrrnB(BaseModelTester):
+    name = "frrn_b"
+    kwargs = {"width": 0.125}
+
+    def test_one_more_pooling_level(self, model):
+        assert len(model.down) == len(create_model("frrn_a", width=0.125).down) + 1
+        assert model.stride == 32
+
+
+def _tiny_unet(**kwargs) -> UNet:
+    torch.manual_seed(0)
+    return UNet("resnet18", decoder_width=0.25, **kwargs)
+
+
+def test_cse_scales_channels_only():
+    x = torch.rand(2, 8, 5, 7) + 0.5
+    ratio = ChannelSE(8, reduction=2)(x) / x
+    assert torch.allclose(ratio, ratio[..., :1, :1].expand_as(ratio), atol=1e-6)
+    assert not torch.allclose(ratio[:, :1], ratio[:, 1:2])
+
+
+def test_sse_scales_positions_only():
+    x = torch.rand(2, 8, 5, 7) + 0.5
+    ratio = SpatialSE(8)(x) / x
+    assert torch.allclose(ratio, ratio[:, :1].expand_as(ratio), atol=1e-6)
+    assert not torch.allclose(ratio[..., :1, :1], ratio[..., 2:3, 3:4])
+
+
+@pytest.mark.parametrize("mode", ["add", "max"])
+def test_scse_combines_both_branches(mode):
+    x = torch.randn(2, 8, 5, 7)
+    block = SCSE(8, reduction=2, mode=mode)
+    cse, sse = block.cse(x), block.sse(x)
+    expected = cse + sse if mode == "add" else torch.maximum(cse, sse)
+    assert torch.allclose(block(x), expected)
+
+
+def test_scse_unknown_mode():
+    with pytest.raises(SaltsegError, match="scse_mode 'mean'.*add, max"):
+        SCSE(8, mode="mean")
+
+
+def test_encoder_scse_is_in_the_down_path():
+    encoder = Encoder("resnet18", scse=True).eval()
+    x = torch.randn(1, 1, 64, 64)
+    with torch.no_grad():
+        before = encoder(x)
+        encoder.scse[0].sse.conv.bias.add_(5.0)
+        after = encoder(x)
+    assert len(before) == len(encoder.out_channels)
+    assert all(not torch.allclose(b, a) for b, a in zip(before, after, strict=True))
+
+
+def test_decoder_scse_on_every_block():
+    model = _tiny_unet(scse_decoder=True)
+    assert all(isinstance(block.scse, SCSE) for block in model.decoder)
+    assert model.encoder.scse is None
+
+
+def test_default_decoder_channels_follow_the_encoder():
+    assert default_decoder_channels([64, 64, 128, 256, 512]) == [256, 128, 64, 32, 16]
+    assert default_decoder_channels([64, 256, 512, 1024, 2048], 0.5) == [128, 64, 32, 16, 8]
+    assert default_decoder_channels([24, 48, 96, 192]) == [96, 48, 24, 16]
+
+
+def test_hypercolumn_channels():
+    model = _tiny_unet(hypercolumn=True)
+    assert model.decoder_channels == (64, 32, 16, 8, 4)
+    assert model.hypercolumn_channels == 64 + 32 + 16 + 8 + 4
+    assert model(torch.randn(2, 1, 101, 101))["mask"].shape == (2, 1, 101, 101)
+
+
+def test_hypercolumn_head_equals_conv_on_concatenation():
+    head = HypercolumnHead([6, 4, 3], mid_channels=5).eval()
+    stages = [torch.randn(2, 6, 4, 4), torch.randn(2, 4, 8, 8), torch.randn(2, 3, 16, 16)]
+    column = torch.cat([upsample_to(s, (16, 16), "bilinear") for s in stages], dim=1)
+    assert column.shape[1] == 13
+    weight = torch.cat([p.weight for p in head.proj], dim=1)
+    expected = head.out(torch.relu(head.bn(torch.nn.functional.conv2d(column, weight))))
+    assert torch.allclose(head(stages, (16, 16)), expected, atol=1e-5)
+
+
+def test_side_outputs_only_in_training():
+    model = _tiny_unet(side_outputs=True)
+    aux = model(torch.randn(2, 1, 101, 101))["aux"]
+    assert len(aux) == len(model.decoder)
+    assert all(a.shape == (2, 1, 101, 101) for a in aux)
+    with torch.no_grad():
+        assert "aux" not in model.eval()(torch.randn(1, 1, 101, 101))
+
+
+def test_classifier_off_and_extra_channels():
+    model = _tiny_unet(in_chans=2)
+    out = model(torch.randn(2, 2, 101, 101))
+    assert set(out) == {"mask"}
+    frrn = create_model("frrn", width=0.125, in_chans=3)
+    assert set(frrn(torch.randn(2, 3, 40, 40))) == {"mask"}
+
+
+def test_pad_and_crop_round_trip():
+    x = torch.randn(1, 1, 101, 96)
+    padded, pad = pad_to_multiple(x, 32)
+    assert padded.shape[-2:] == (128, 96)
+    assert torch.equal(crop_padding(padded, pad), x)
+
+
+def test_local_timm_weights_file(tmp_path):
+    source = timm.create_model("resnet18")
+    path = tmp_path / "resnet18.pth"
+    torch.save(source.state_dict(), path)
+    model = _tiny_unet(pretrained=str(path))
+    conv1 = model.encoder.model.conv1.weight
+    assert torch.allclose(conv1, source.conv1.weight.sum(1, keepdim=True))
+    assert torch.equal(model.encoder.model.layer4[1].conv2.weight, source.layer4[1].conv2.weight)
+
+
+@pytest.mark.parametrize("suffix", [".pth", ".safetensors"])
+def test_encoder_weights_round_trip(tmp_path, suffix):
+    trained = _tiny_unet(scse_encoder=True)
+    state = {k: v.contiguous() for k, v in trained.encoder.state_dict().items()}
+    path = tmp_path / f"encoder{suffix}"
+    save_file(state, str(path)) if suffix == ".safetensors" else torch.save(state, path)
+    torch.manual_seed(1)
+    loaded = UNet("resnet18", decoder_width=0.25, scse_encoder=True, pretrained=path)
+    assert loaded.config["pretrained"] == str(path)
+    for key, value in loaded.encoder.state_dict().items():
+        assert torch.equal(value, state[key]), key
+
+
+def test_flattened_timm_keys(tmp_path):
+    source = timm.create_model("inception_v4")
+    torch.save(source.state_dict(), tmp_path / "inception.pth")
+    encoder = Encoder("inception_v4", in_chans=1, pretrained=str(tmp_path / "inception.pth"))
+    last = encoder.model.features_21.branch0.conv.weight
+    assert torch.equal(last, source.features[21].branch0.conv.weight)
+
+
+def test_bad_weights_files(tmp_path):
+    with pytest.raises(SaltsegError, match="not found: .*missing.pth"):
+        _tiny_unet(pretrained=str(tmp_path / "missing.pth"))
+    other = tmp_path / "other.pth"
+    torch.save(timm.create_model("mobilenetv3_small_050").state_dict(), other)
+    with pytest.raises(SaltsegError, match="does not hold weights for timm encoder 'resnet18'"):
+        _tiny_unet(pretrained=str(other))
+    junk = tmp_path / "junk.pth"
+    junk.write_text("not weights")
+    with pytest.raises(SaltsegError, match="cannot read weights file"):
+        _tiny_unet(pretrained=str(junk))
+
+
+def test_offline_imagenet_weights_explain_what_to_do(monkeypatch):
+    import huggingface_hub.constants
+    import timm.models._builder
+
+    def no_network(*args, **kwargs):
+        raise OSError("no network")
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(timm.models._builder, "load_pretrained", no_network)
+    with pytest.raises(SaltsegError) as info:
+        create_model("unet", encoder="resnet18", pretrained=True)
+    message = str(info.value)
+    assert "\n" not in message
+    assert "pretrained: false" in message and "pretrained=<path" in message
+
+
+def test_unknown_names_list_valid_ones():
+    with pytest.raises(SaltsegError, match="unknown model 'resnet35'.*resnet34.*frrn_b.*unet"):
+        create_model("resnet35")
+    with pytest.raises(SaltsegError, match="unknown timm encoder 'resnet35'"):
+        create_model("unet", encoder="resnet35")
+    with pytest.raises(
+        SaltsegError, match=r"unknown argument\(s\) scse for model 'unet'; valid: .*scse_encoder"
+    ):
+        create_model("unet", scse=True)
+    with pytest.raises(SaltsegError, match="unknown FRRN layout 'c'"):
+        create_model("frrn", layout="c")
+    with pytest.raises(SaltsegError, match="needs a 'name'"):
+        create_model({"encoder": "resnet18"})
+
+
+def test_config_objects_and_overrides():
+    class ModelConfig(pydantic.BaseModel):
+        model_config = pydantic.ConfigDict(extra="allow")
+        name: str = "unet"
+
+    config = ModelConfig(encoder="resnet18", decoder_width=0.25, classifier=True)
+    model = create_model(config, hypercolumn=True)
+    assert model.config["encoder"] == "resnet18"
+    assert model.config["classifier"] and model.config["hypercolumn"]
+    assert create_model({"name": "frrn_a", "width": 0.125}).config["layout"] == "a"
+
+
+def test_list_and_cli():
+    names = list_models()
+    assert names[:5] == RECIPES and {"unet", "frrn"} <= set(names)
+    result = CliRunner().invoke(app, ["models"])
+    assert result.exit_code == 0
+    lines = result.output.strip().splitlines()
+    assert len(lines) == len(describe_models())
+    for name in RECIPES:
+        assert any(line.split()[0] == name and len(line.split()) > 3 for line in lines)
