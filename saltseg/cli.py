@@ -158,6 +158,88 @@ def models() -> None:
 # --- training -----------------------------------------------------------------------------------
 
 
+def _parse_folds(text: str | None) -> list[int] | None:
+    if text is None:
+        return None
+    try:
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise SaltsegError(f"--folds must be comma-separated integers, got {text!r}") from None
+
+
+def _trainer_overrides(**flags: object) -> list[str]:
+    return [f"trainer.{key}={value}" for key, value in flags.items() if value is not None]
+
+
+@command()
+def train(
+    config: Annotated[Path, typer.Option(help="Recipe YAML (see configs/).")],
+    out: Annotated[Path, typer.Option(help="Run folder, e.g. runs/NAME.")],
+    data: Annotated[Path | None, typer.Option(help="Kaggle-layout data folder.")] = None,
+    folds: Annotated[str | None, typer.Option(help="Folds to train, e.g. 0,1,2.")] = None,
+    resume: Annotated[bool, typer.Option(help="Continue the run in --out.")] = False,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing run in --out.")] = False,
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", help="Override a config key: section.key=value.")
+    ] = None,
+    devices: Annotated[str | None, typer.Option(help="Devices per node (N or 'auto').")] = None,
+    num_nodes: Annotated[int | None, typer.Option(help="Number of nodes.")] = None,
+    strategy: Annotated[str | None, typer.Option(help="auto, ddp, ddp_spawn, ...")] = None,
+    precision: Annotated[str | None, typer.Option(help="32, 16-mixed or bf16-mixed.")] = None,
+    accelerator: Annotated[str | None, typer.Option(help="auto, cpu, gpu.")] = None,
+    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+) -> None:
+    """Train every fold of a recipe; prints and saves the out-of-fold score."""
+    from saltseg.config import load_config
+    from saltseg.training.kfold import train_kfold
+
+    overrides = list(set_ or []) + _trainer_overrides(
+        devices=devices,
+        num_nodes=num_nodes,
+        strategy=strategy,
+        precision=precision,
+        accelerator=accelerator,
+    )
+    cfg = load_config(config, overrides)
+    summary = train_kfold(
+        cfg,
+        out,
+        data=data,
+        folds=_parse_folds(folds),
+        resume=resume,
+        overwrite=overwrite,
+        progress=progress,
+    )
+    if summary:
+        per_fold = ", ".join(f"{k}: {v:.4f}" for k, v in summary["per_fold"].items())
+        typer.echo(
+            f"OOF score {summary['oof_score']:.4f} on {summary['n_tiles']} tiles "
+            f"(threshold {summary['threshold']}; folds {per_fold}); saved {out}/oof_score.json"
+        )
+
+
+@command("lr-find")
+def lr_find(
+    config: Annotated[Path, typer.Option(help="Recipe YAML.")],
+    out: Annotated[Path, typer.Option(help="Output PNG of loss against learning rate.")],
+    data: Annotated[Path | None, typer.Option(help="Kaggle-layout data folder.")] = None,
+    fold: Annotated[int, typer.Option(help="Validation fold to hold out.")] = 0,
+    min_lr: Annotated[float, typer.Option(help="Smallest learning rate.")] = 1e-6,
+    max_lr: Annotated[float, typer.Option(help="Largest learning rate.")] = 1.0,
+    steps: Annotated[int, typer.Option(help="Number of steps of the range test.")] = 100,
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", help="Override a config key: section.key=value.")
+    ] = None,
+) -> None:
+    """The learning-rate range test: a loss-vs-LR plot and a suggested learning rate."""
+    from saltseg.config import load_config
+    from saltseg.training.lr_finder import find_lr
+
+    cfg = load_config(config, list(set_ or []))
+    result = find_lr(cfg, out, data=data, fold=fold, min_lr=min_lr, max_lr=max_lr, steps=steps)
+    typer.echo(f"suggested lr {result['suggestion']:.3g}; plot written to {out}")
+
+
 @command("augment-preview")
 def augment_preview(
     out: Annotated[Path, typer.Option(help="Output PNG.")],

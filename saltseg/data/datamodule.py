@@ -1,0 +1,121 @@
+"""Tiles as tensors: the dataset, the input channels and the Lightning data module of one fold."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import albumentations as A
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from saltseg.data.tgs import TileSet
+from saltseg.data.transforms import (
+    AugmentConfig,
+    apply,
+    build_eval_transform,
+    build_train_transform,
+)
+
+DEPTH_SCALE = 1000.0  # feet; real depths run from about 50 to 960
+
+
+def make_input(image: np.ndarray, depth: float, extra_channels: Sequence[str] = ()) -> np.ndarray:
+    """Stack the model's input channels ``(C, H, W)``: the tile, then each extra channel.
+
+    ``"depth"`` is the tile's depth over 1000 ft, constant over the tile (0 when unknown);
+    ``"row"`` is the row position from 0 (top) to 1 (bottom).
+    """
+    channels = [image]
+    for name in extra_channels:
+        if name == "depth":
+            value = 0.0 if np.isnan(depth) else depth / DEPTH_SCALE
+            channels.append(np.full_like(image, value))
+        elif name == "row":
+            rows = np.linspace(0.0, 1.0, image.shape[0], dtype=np.float32)
+            channels.append(np.repeat(rows[:, None], image.shape[1], axis=1))
+        else:
+            raise ValueError(f"unknown extra channel {name!r}")
+    return np.stack(channels).astype(np.float32, copy=False)
+
+
+class TileDataset(Dataset):
+    """Tiles through an albumentations transform, as ``{"image", "mask", "index"}`` tensors."""
+
+    def __init__(
+        self, tiles: TileSet, transform: A.Compose, extra_channels: Sequence[str] = ()
+    ) -> None:
+        self.tiles = tiles
+        self.transform = transform
+        self.extra_channels = tuple(extra_channels)
+
+    def __len__(self) -> int:
+        return len(self.tiles)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        mask = None if self.tiles.masks is None else self.tiles.masks[index]
+        image, mask = apply(self.transform, self.tiles.images[index], mask)
+        sample = {
+            "image": torch.from_numpy(
+                make_input(image, float(self.tiles.depths[index]), self.extra_channels)
+            ),
+            "index": torch.tensor(index),
+        }
+        if mask is not None:
+            sample["mask"] = torch.from_numpy(np.asarray(mask, dtype=np.float32)[None])
+        return sample
+
+
+class FoldDataModule(L.LightningDataModule):
+    """Training and validation loaders of one fold.
+
+    Args:
+        tiles: All labelled tiles.
+        val_index: Positions in ``tiles`` of the validation fold (the rest trains).
+        augment: Augmentation and input geometry.
+        batch_size: Batch size per device.
+        num_workers: Loader worker processes.
+        extra_channels: Extra input channels (see :func:`make_input`).
+        seed: Seed of the augmentation pipeline.
+    """
+
+    def __init__(
+        self,
+        tiles: TileSet,
+        val_index: np.ndarray,
+        augment: AugmentConfig,
+        batch_size: int = 16,
+        num_workers: int = 0,
+        extra_channels: Sequence[str] = (),
+        seed: int | None = None,
+    ) -> None:
+        super().__init__()
+        val_index = np.asarray(val_index, dtype=np.int64)
+        train_index = np.setdiff1d(np.arange(len(tiles)), val_index)
+        self.train_tiles = tiles.subset(train_index)
+        self.val_tiles = tiles.subset(val_index)
+        self.augment = augment
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.extra_channels = tuple(extra_channels)
+        self.seed = seed
+
+    def _loader(self, dataset: Dataset, shuffle: bool) -> DataLoader:
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size,
+            shuffle=shuffle,
+            drop_last=shuffle and len(dataset) > self.batch_size,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            worker_init_fn=seed_worker if self.num_workers > 0 else None,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        transform = build_train_transform(self.augment, seed=self.seed)
+        return self._loader(TileDataset(self.train_tiles, transform, self.extra_channels), True)
+
+    def val_dataloader(self) -> DataLoader:
+        transform = build_eval_transform(self.augment)
+        return self._loader(TileDataset(self.val_tiles, transform, self.extra_channels), False)

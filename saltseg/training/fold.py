@@ -1,0 +1,137 @@
+"""One fold: a Lightning Trainer from the recipe, then the fold's out-of-fold predictions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import pandas as pd
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger
+
+from saltseg.config import Config
+from saltseg.data.datamodule import FoldDataModule
+from saltseg.data.tgs import TileSet
+from saltseg.metrics import competition_metric
+from saltseg.training.checkpoint import AtomicCheckpointIO, load_model
+from saltseg.training.module import SaltModule
+
+
+def _loggers(fold_dir: Path) -> list[Any]:
+    attempt = len(list((fold_dir / "logs").glob("attempt_*")))  # one per start or resume
+    loggers: list[Any] = [CSVLogger(fold_dir, name="logs", version=f"attempt_{attempt}")]
+    try:
+        import tensorboard  # noqa: F401
+        from lightning.pytorch.loggers import TensorBoardLogger
+
+        loggers.append(TensorBoardLogger(fold_dir, name="tensorboard", version=""))
+    except ImportError:
+        pass
+    return loggers
+
+
+def _merge_metrics(fold_dir: Path) -> None:
+    """Join the CSV logs of every attempt into ``metrics.csv``; a resumed epoch replaces the old."""
+    frames = []
+    for path in sorted(
+        (fold_dir / "logs").glob("attempt_*/metrics.csv"),
+        key=lambda p: int(p.parent.name.split("_")[1]),
+    ):
+        frame = pd.read_csv(path)
+        if frames and "epoch" in frame and len(frame):
+            frames = [f[f["epoch"] < frame["epoch"].min()] for f in frames]
+        frames.append(frame)
+    if frames:
+        tmp = fold_dir / ".metrics.csv.tmp"
+        pd.concat(frames, ignore_index=True).to_csv(tmp, index=False)
+        tmp.replace(fold_dir / "metrics.csv")
+
+
+def make_trainer(
+    config: Config,
+    fold_dir: Path,
+    progress: bool = True,
+    callbacks_extra: list[L.Callback] | None = None,
+) -> L.Trainer:
+    """A Trainer from the recipe's ``trainer`` section, checkpointing into ``fold_dir``."""
+    t = config.trainer
+    best = ModelCheckpoint(
+        dirpath=fold_dir,
+        filename="best",
+        monitor="val_metric",
+        mode="max",
+        save_top_k=1,
+        enable_version_counter=False,
+    )
+    # Lightning's save_last only follows saves of the best; this one is written every epoch.
+    last = ModelCheckpoint(
+        dirpath=fold_dir, filename="last", save_top_k=1, enable_version_counter=False
+    )
+    return L.Trainer(
+        max_epochs=t.epochs,
+        accelerator=t.accelerator,
+        devices=t.devices,
+        num_nodes=t.num_nodes,
+        strategy=t.strategy,
+        precision=t.precision,
+        limit_train_batches=t.limit_train_batches,
+        limit_val_batches=t.limit_val_batches,
+        gradient_clip_val=t.gradient_clip_val,
+        log_every_n_steps=t.log_every_n_steps,
+        callbacks=[best, last, *(callbacks_extra or [])],
+        logger=_loggers(fold_dir),
+        plugins=[AtomicCheckpointIO()],
+        enable_progress_bar=progress,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        default_root_dir=fold_dir,
+    )
+
+
+def train_fold(
+    config: Config,
+    tiles: TileSet,
+    val_index: np.ndarray,
+    fold: int,
+    fold_dir: Path,
+    resume: bool = False,
+    progress: bool = True,
+) -> dict[str, Any] | None:
+    """Train one fold and write its artefacts; returns its score (None on non-zero ranks)."""
+    from saltseg.inference.predict import predict_probs
+    from saltseg.training.kfold import save_oof, write_json
+
+    fold_dir.mkdir(parents=True, exist_ok=True)
+    L.seed_everything(config.trainer.seed + fold, workers=True, verbose=False)
+    datamodule = FoldDataModule(
+        tiles,
+        val_index,
+        config.augment,
+        batch_size=config.data.batch_size,
+        num_workers=config.data.num_workers,
+        extra_channels=config.data.extra_channels,
+        seed=config.trainer.seed + fold,
+    )
+    trainer = make_trainer(config, fold_dir, progress)
+    last = fold_dir / "last.ckpt"
+    ckpt_path = str(last) if resume and last.exists() else None
+    trainer.fit(SaltModule(config), datamodule=datamodule, ckpt_path=ckpt_path)
+    if not trainer.is_global_zero:
+        return None
+
+    best = fold_dir / "best.ckpt"
+    model, _, meta = load_model(best if best.exists() else last)
+    val = datamodule.val_tiles
+    probs = predict_probs(model, config, val.images, val.depths, batch_size=config.data.batch_size)
+    save_oof(fold_dir / "oof.npz", val.ids, probs)
+    _merge_metrics(fold_dir)
+    score = {
+        "fold": fold,
+        "best_epoch": meta["epoch"],
+        "n_val": len(val),
+        "oof_score": competition_metric(val.masks, probs["mask"] > config.trainer.threshold),
+    }
+    write_json(score, fold_dir / "score.json")
+    return score

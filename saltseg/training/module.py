@@ -1,0 +1,147 @@
+"""The LightningModule: model, loss schedule, optimiser with one-cycle, validation metric."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning as L
+import torch
+from torch import nn
+
+from saltseg.config import Config, LossConfig, OptimConfig, config_from_dict
+from saltseg.data.transforms import restore_geometry
+from saltseg.losses import LossSchedule, SegmentationCriterion
+from saltseg.metrics import image_scores, iou
+
+
+def build_criterion(cfg: LossConfig) -> SegmentationCriterion:
+    """The loss of a recipe: a schedule of weighted sums, plus classifier and side-output terms."""
+    stages = []
+    for stage in cfg.stages:
+        terms = [
+            {"name": name, "weight": weight, **stage.options.get(name, {})}
+            for name, weight in stage.terms.items()
+        ]
+        stages.append((stage.epoch, terms))
+    return SegmentationCriterion(
+        LossSchedule(stages),
+        cls_weight=cfg.cls_weight,
+        aux_weight=cfg.aux_weight,
+        nonempty_only=cfg.nonempty_only,
+    )
+
+
+def param_groups(model: nn.Module, cfg: OptimConfig) -> list[dict[str, Any]]:
+    """Encoder and decoder parameters, the encoder at ``lr * encoder_lr_mult``."""
+    encoder = getattr(model, "encoder", None)
+    if encoder is None or cfg.encoder_lr_mult == 1.0:
+        return [{"params": list(model.parameters()), "lr": cfg.lr}]
+    encoder_ids = {id(p) for p in encoder.parameters()}
+    rest = [p for p in model.parameters() if id(p) not in encoder_ids]
+    return [
+        {"params": list(encoder.parameters()), "lr": cfg.lr * cfg.encoder_lr_mult},
+        {"params": rest, "lr": cfg.lr},
+    ]
+
+
+class SaltModule(L.LightningModule):
+    """Trains one model of a recipe.
+
+    The whole resolved config is saved as the checkpoint's hyper-parameters, so a checkpoint
+    rebuilds its model without the config file (:func:`saltseg.training.checkpoint.load_model`).
+
+    Args:
+        config: The recipe, as a :class:`Config` or its ``model_dump()``.
+    """
+
+    def __init__(self, config: Config | dict[str, Any]) -> None:
+        super().__init__()
+        if isinstance(config, Config):
+            config = config.model_dump(mode="json")
+        self.save_hyperparameters({"config": config})
+        self.config = config_from_dict(config)
+        from saltseg.models import create_model
+
+        self.model = create_model(self.config.model_kwargs())
+        self.criterion = build_criterion(self.config.loss)
+        self.lr = self.config.optim.lr
+        self._val_sums = torch.zeros(4, dtype=torch.float64)
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return self.model(x)
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        outputs = self.model(batch["image"])
+        loss, parts = self.criterion(outputs, batch["mask"], epoch=self.current_epoch)
+        size = len(batch["image"])
+        self.log("train_loss", loss, prog_bar=True, batch_size=size)
+        for name, value in parts.items():
+            if name != "total":
+                self.log(f"train_{name}", value, batch_size=size)
+        return loss
+
+    def on_train_epoch_start(self) -> None:
+        encoder = getattr(self.model, "encoder", None)
+        if encoder is not None and self.config.optim.freeze_encoder_epochs:
+            frozen = self.current_epoch < self.config.optim.freeze_encoder_epochs
+            for p in encoder.parameters():
+                p.requires_grad_(not frozen)
+
+    def on_validation_epoch_start(self) -> None:
+        self._val_sums = torch.zeros(4, dtype=torch.float64, device=self.device)
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        outputs = self.model(batch["image"])
+        loss, _ = self.criterion(outputs, batch["mask"], epoch=self.current_epoch)
+        geometry, size = self.config.augment.geometry, self.config.augment.size
+        prob = restore_geometry(torch.sigmoid(outputs["mask"].float()), geometry, size)
+        truth = restore_geometry(batch["mask"].float(), geometry, size) > 0.5
+        pred = prob > self.config.trainer.threshold
+        truth_np, pred_np = truth.cpu().numpy()[:, 0], pred.cpu().numpy()[:, 0]
+        n = len(truth_np)
+        self._val_sums += torch.tensor(
+            [
+                float(image_scores(truth_np, pred_np).sum()),
+                float(iou(truth_np, pred_np).sum()),
+                float(loss.detach()) * n,
+                n,
+            ],
+            dtype=torch.float64,
+            device=self.device,
+        )
+
+    def on_validation_epoch_end(self) -> None:
+        sums = self.trainer.strategy.reduce(self._val_sums, reduce_op="sum")
+        n = max(float(sums[3]), 1.0)
+        self.log("val_metric", float(sums[0]) / n, prog_bar=True, sync_dist=False)
+        self.log("val_iou", float(sums[1]) / n, sync_dist=False)
+        self.log("val_loss", float(sums[2]) / n, prog_bar=True, sync_dist=False)
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        cfg = self.config.optim
+        groups = param_groups(self.model, cfg.model_copy(update={"lr": self.lr}))
+        if cfg.optimizer == "sgd":
+            optimizer = torch.optim.SGD(
+                groups, momentum=cfg.momentum, weight_decay=cfg.weight_decay, nesterov=True
+            )
+        else:
+            optimizer = torch.optim.AdamW(groups, weight_decay=cfg.weight_decay)
+        if cfg.schedule == "constant":
+            return {"optimizer": optimizer}
+        total = max(int(self.trainer.estimated_stepping_batches), 1)
+        if cfg.schedule == "onecycle":
+            scheduler = torch.optim.lr_scheduler.OneCycleLR(
+                optimizer,
+                max_lr=[g["lr"] for g in groups],
+                total_steps=total,
+                pct_start=cfg.pct_start,
+                div_factor=cfg.div_factor,
+                final_div_factor=cfg.final_div_factor,
+                cycle_momentum=cfg.optimizer == "sgd",
+            )
+        else:
+            scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total)
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
+        }

@@ -1,0 +1,173 @@
+import json
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from saltseg.config import load_config
+from saltseg.errors import SaltsegError
+from saltseg.training.checkpoint import load_model, read_checkpoint
+from saltseg.training.kfold import load_oof, train_kfold
+from saltseg.training.module import build_criterion
+from tests.test_tgs import make_layout
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+TINY = [
+    "trainer.epochs=2",
+    "data.k=2",
+    "data.batch_size=8",
+    "model.encoder=resnet18",
+    "model.decoder_width=0.25",
+    "trainer.log_every_n_steps=1",
+]
+
+
+def tiny_config(*extra):
+    return load_config(CONFIGS / "demo.yaml", [*TINY, *extra])
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data")
+    make_layout(root, n=20, n_test=2)
+    return root
+
+
+@pytest.fixture(scope="module")
+def run(data, tmp_path_factory):
+    torch.set_num_threads(1)
+    out = tmp_path_factory.mktemp("runs") / "tiny"
+    summary = train_kfold(tiny_config(), out, data=data, progress=False)
+    return out, summary
+
+
+def test_run_writes_every_artefact(run, data):
+    out, summary = run
+    assert (out / "config.yaml").exists()
+    folds = pd.read_csv(out / "folds.csv", dtype={"id": str})
+    assert sorted(folds["fold"].unique()) == [0, 1] and len(folds) == 20
+    for fold in (0, 1):
+        fold_dir = out / f"fold_{fold}"
+        for name in ("best.ckpt", "last.ckpt", "metrics.csv", "oof.npz", "score.json"):
+            assert (fold_dir / name).exists(), name
+        metrics = pd.read_csv(fold_dir / "metrics.csv")
+        assert {"val_metric", "val_loss", "val_iou", "train_loss"} <= set(metrics.columns)
+        assert metrics["val_metric"].dropna().between(0, 1).all()
+        assert len(metrics["val_metric"].dropna()) == 2  # one per epoch
+        with np.load(fold_dir / "oof.npz") as oof:
+            val_ids = sorted(folds.loc[folds["fold"] == fold, "id"])
+            assert sorted(oof["ids"].tolist()) == val_ids
+            assert oof["mask"].shape == (len(val_ids), 101, 101)
+            assert "cls" in oof
+    assert 0.0 <= summary["oof_score"] <= 1.0
+    saved = json.loads((out / "oof_score.json").read_text())
+    assert saved["oof_score"] == pytest.approx(summary["oof_score"])
+    assert saved["n_tiles"] == 20
+
+
+def test_checkpoint_is_self_describing(run):
+    out, _ = run
+    ckpt = read_checkpoint(out / "fold_0" / "last.ckpt")
+    assert ckpt["epoch"] == 1  # index of the last finished epoch
+    assert ckpt["optimizer_states"] and ckpt["lr_schedulers"]
+    model, config, meta = load_model(out / "fold_0" / "best.ckpt")
+    assert config.model.encoder == "resnet18"
+    out_dict = model(torch.rand(2, 1, 101, 101))
+    assert out_dict["mask"].shape == (2, 1, 101, 101)
+    assert out_dict["cls"].shape == (2, 1)
+
+
+def test_oof_loader_covers_every_tile(run):
+    out, _ = run
+    oof = load_oof(out)
+    assert len(oof["ids"]) == 20 and oof["ids"] == sorted(oof["ids"])
+    assert set(oof["fold"]) == {0, 1}
+
+
+def test_existing_run_is_not_overwritten(run, data):
+    out, _ = run
+    with pytest.raises(SaltsegError, match="already holds a run"):
+        train_kfold(tiny_config(), out, data=data, progress=False)
+
+
+class _Interrupt(L.Callback):
+    """Stops training with an error when epoch ``at`` starts, as a crash would."""
+
+    def __init__(self, at: int) -> None:
+        self.at = at
+
+    def on_train_epoch_start(self, trainer, module) -> None:
+        if trainer.current_epoch == self.at:
+            raise RuntimeError("interrupted")
+
+
+def test_resume_continues_from_the_saved_epoch(data, tmp_path, monkeypatch):
+    from saltseg.training import fold as fold_module
+
+    out = tmp_path / "resume"
+    make_trainer = fold_module.make_trainer
+    monkeypatch.setattr(
+        fold_module,
+        "make_trainer",
+        lambda *a, **k: make_trainer(*a, **k, callbacks_extra=[_Interrupt(1)]),
+    )
+    with pytest.raises(RuntimeError, match="interrupted"):
+        train_kfold(tiny_config(), out, data=data, folds=[0], progress=False)
+    assert read_checkpoint(out / "fold_0" / "last.ckpt")["epoch"] == 0
+    assert not (out / "fold_0" / "score.json").exists()
+    monkeypatch.setattr(fold_module, "make_trainer", make_trainer)
+    train_kfold(tiny_config(), out, folds=[0], resume=True, progress=False)
+    assert read_checkpoint(out / "fold_0" / "last.ckpt")["epoch"] == 1
+    metrics = pd.read_csv(out / "fold_0" / "metrics.csv")
+    assert metrics["val_metric"].notna().sum() == 2  # epoch 0 from the first start, 1 resumed
+    assert sorted(metrics["epoch"].unique()) == [0, 1]
+    assert (out / "fold_0" / "score.json").exists()
+    with pytest.raises(SaltsegError, match="nothing to resume"):
+        train_kfold(tiny_config(), tmp_path / "none", data=data, resume=True)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"folds": [5]}, "out of range"),
+        ({"data": "missing"}, "missing folder"),
+    ],
+)
+def test_errors_before_training(data, tmp_path, kwargs, message):
+    if kwargs.get("data") == "missing":
+        kwargs = {**kwargs, "data": tmp_path / "missing"}
+    else:
+        kwargs = {**kwargs, "data": data}
+    with pytest.raises(SaltsegError, match=message):
+        train_kfold(tiny_config(), tmp_path / "run", progress=False, **kwargs)
+    assert not (tmp_path / "run").exists()
+
+
+def test_mismatched_folds_file(data, tmp_path):
+    pd.DataFrame({"id": ["x", "y"], "fold": [0, 1]}).to_csv(tmp_path / "f.csv", index=False)
+    config = tiny_config(f"data.folds_file={tmp_path / 'f.csv'}")
+    with pytest.raises(SaltsegError, match="does not match the data"):
+        train_kfold(config, tmp_path / "run", data=data, progress=False)
+    assert not (tmp_path / "run").exists()
+
+
+def test_bad_model_config_fails_early(data, tmp_path):
+    with pytest.raises(SaltsegError):
+        train_kfold(tiny_config("model.wings=3"), tmp_path / "run", data=data, progress=False)
+    assert not (tmp_path / "run").exists()
+
+
+def test_loss_schedule_switches(tmp_path):
+    config = load_config(CONFIGS / "demo.yaml")
+    criterion = build_criterion(config.loss)
+    assert criterion.loss.at(0) is not criterion.loss.at(config.loss.stages[1].epoch)
+    logits = torch.zeros(2, 1, 8, 8, requires_grad=True)
+    target = torch.zeros(2, 1, 8, 8)
+    target[0, 0, :4] = 1
+    total, parts = criterion({"mask": logits, "cls": torch.zeros(2, 1)}, target, epoch=0)
+    assert torch.isfinite(total) and {"mask", "cls", "total"} <= set(parts)
+    total.backward()
+    assert torch.isfinite(logits.grad).all()
