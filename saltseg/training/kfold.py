@@ -79,6 +79,12 @@ def load_oof(run: str | Path) -> dict[str, Any]:
     return result
 
 
+def _is_rank_zero() -> bool:
+    """Whether this process is rank 0 of its launch (always true outside distributed runs)."""
+    names = ("RANK", "SLURM_PROCID", "NODE_RANK", "LOCAL_RANK")
+    return all(int(os.environ.get(name, "0")) == 0 for name in names)
+
+
 def _check_run_folder(out: Path, resume: bool, overwrite: bool) -> None:
     if (out / "config.yaml").exists():
         if not (resume or overwrite):
@@ -152,19 +158,24 @@ def train_kfold(
     from saltseg.training.fold import train_fold
 
     out = Path(out)
-    _check_run_folder(out, resume, overwrite)
+    # Under DDP every rank runs this function; only rank 0 touches the run folder. The others
+    # compute the same (deterministic) split and wait for rank 0 inside Lightning.
+    is_zero = _is_rank_zero()
+    if is_zero:
+        _check_run_folder(out, resume, overwrite)
     if resume:
         config = load_config(out / "config.yaml")
     root = check_run_inputs(config, Path(data) if data else None, folds).resolve()
     config = config.model_copy(update={"data": config.data.model_copy(update={"root": root})})
     tiles = load_dataset(root, "train")
     frame = _split(config, tiles, out, resume)
-    if overwrite and not resume and out.exists():
-        shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
-    if not resume:
-        save_config(config, out / "config.yaml")
-    write_folds(frame, out / "folds.csv")
+    if is_zero:
+        if overwrite and not resume and out.exists():
+            shutil.rmtree(out)
+        out.mkdir(parents=True, exist_ok=True)
+        if not resume:
+            save_config(config, out / "config.yaml")
+        write_folds(frame, out / "folds.csv")
     chosen = folds if folds is not None else (config.folds or list(range(config.data.k)))
     fold_of = frame.set_index("id").loc[tiles.ids, "fold"].to_numpy()
     scores = {}
