@@ -285,6 +285,26 @@ def augment_preview(
 # --- inference ----------------------------------------------------------------------------------
 
 
+@command()
+def report(
+    run: Annotated[Path, typer.Option(help="Run folder written by 'saltseg train'.")],
+    data: Annotated[
+        Path | None, typer.Option(help="Kaggle-layout data folder (default: the run's data.root).")
+    ] = None,
+    out: Annotated[Path, typer.Option(help="Output HTML file.")] = Path("report.html"),
+    worst: Annotated[int, typer.Option(min=0, help="Worst tiles shown per error category.")] = 24,
+) -> None:
+    """Write a self-contained HTML error analysis of a run's out-of-fold predictions."""
+    from saltseg.report import build_report
+
+    result = build_report(run, data, out, worst=worst)
+    top = result.categories.sort_values("loss_share").iloc[-1]
+    typer.echo(
+        f"wrote {out}: OOF score {result.headline_score:.4f} on {result.n_tiles} tiles; "
+        f"largest loss: {top['label'].lower()} ({100 * top['loss_share']:.0f}%)"
+    )
+
+
 # --- mosaic -------------------------------------------------------------------------------------
 
 
