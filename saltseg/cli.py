@@ -59,6 +59,56 @@ def version() -> None:
 
 
 @command()
+def synth(
+    out: Annotated[
+        Path | None, typer.Argument(help="Folder to write the dataset to (Kaggle layout).")
+    ] = None,
+    n_train: Annotated[int, typer.Option(help="Labelled tiles.")] = 400,
+    n_test: Annotated[int, typer.Option(help="Unlabelled tiles.")] = 200,
+    seed: Annotated[int, typer.Option(help="Random seed; same seed and sizes, same bytes.")] = 0,
+    overwrite: Annotated[bool, typer.Option(help="Replace a dataset already in OUT.")] = False,
+    preview: Annotated[
+        Path | None,
+        typer.Option(help="Draw training tiles with their salt outlined to this PNG."),
+    ] = None,
+    real: Annotated[
+        Path | None, typer.Option(help="Real data folder drawn beside the synthetic tiles.")
+    ] = None,
+    preview_tiles: Annotated[int, typer.Option(help="Tiles drawn per dataset.")] = 48,
+) -> None:
+    """Generate synthetic seismic tiles with salt masks; optionally preview them beside real ones.
+
+    With --preview and an OUT that already holds a dataset (and no --overwrite), that dataset is
+    previewed as it is; without OUT, a dataset is generated in a temporary folder for the preview.
+    """
+    import tempfile
+
+    from saltseg.data.synthetic import dataset_entries, generate_dataset
+
+    if out is None and preview is None:
+        raise SaltsegError("give an output folder OUT, --preview PNG, or both")
+    if real is not None and preview is None:
+        raise SaltsegError("--real is only used with --preview")
+    with tempfile.TemporaryDirectory(prefix="saltseg-synth-") as scratch:
+        data = Path(scratch) if out is None else out
+        if out is not None and preview is not None and dataset_entries(out) and not overwrite:
+            typer.echo(f"previewing the dataset already in {out}")
+        else:
+            done = generate_dataset(data, n_train, n_test, seed=seed, overwrite=overwrite)
+            typer.echo(
+                f"wrote {done.n_train} train + {done.n_test} test tiles from {done.n_sections} "
+                f"sections to {data} in {done.seconds:.1f}s "
+                f"({done.empty_fraction:.0%} of training tiles empty)"
+            )
+        if preview is not None:
+            from saltseg.data.preview import format_stats, write_preview
+
+            stats = write_preview(preview, data, real, n_tiles=preview_tiles, seed=seed)
+            typer.echo(format_stats(stats))
+            typer.echo(f"wrote {preview}")
+
+
+@command()
 def evaluate(
     truth: Annotated[
         Path, typer.Option(help="Data folder (train/masks), mask folder or train.csv.")
