@@ -335,6 +335,139 @@ def augment_preview(
 # --- inference ----------------------------------------------------------------------------------
 
 
+def _tta_views(text: str) -> tuple[str, ...]:
+    from saltseg.inference.predict import parse_tta
+
+    views = parse_tta(text)
+    if views == ("none",):
+        return views
+    return ("none", *(v for v in views if v != "none"))
+
+
+def _pair(text: str, name: str) -> tuple[float, float]:
+    try:
+        low, high = (float(v) for v in text.split(","))
+    except ValueError:
+        raise SaltsegError(f"{name} must be two comma-separated numbers, got {text!r}") from None
+    return low, high
+
+
+@command()
+def predict(
+    run: Annotated[list[Path], typer.Option(help="Run folder (repeat for an ensemble).")],
+    data: Annotated[
+        Path, typer.Option(help="Kaggle-layout data folder (DATA/SPLIT/images) or a PNG folder.")
+    ],
+    out: Annotated[Path, typer.Option(help="Output folder (submission.csv, masks/, probs.npz).")],
+    split: Annotated[str, typer.Option(help="Split of a Kaggle-layout folder.")] = "test",
+    tta: Annotated[
+        str,
+        typer.Option(
+            help="TTA views besides the plain tile: hflip, bright, dark, contrast, gamma "
+            "(comma-separated, combine with '+', e.g. hflip,hflip+bright); 'none' for no TTA."
+        ),
+    ] = "hflip",
+    top_k: Annotated[
+        int | None, typer.Option(help="Keep per run the K folds with the best OOF score.")
+    ] = None,
+    weights: Annotated[str | None, typer.Option(help="Per-run weights, e.g. 0.6,0.4.")] = None,
+    postprocess: Annotated[
+        Path | None,
+        typer.Option(help="Post-processing JSON (default: the first run's postprocess.json)."),
+    ] = None,
+    masks: Annotated[bool, typer.Option(help="Also write OUT/masks/<id>.png.")] = False,
+    save_probs: Annotated[
+        bool, typer.Option(help="Also write the averaged probabilities to OUT/probs.npz.")
+    ] = False,
+    backend: Annotated[str, typer.Option(help="torch, or onnx (after saltseg export).")] = "torch",
+    devices: Annotated[int, typer.Option(help="CPU processes to shard the tiles over.")] = 1,
+    pseudo_labels: Annotated[
+        Path | None, typer.Option(help="Write confident tiles as a training set in this folder.")
+    ] = None,
+    pseudo_band: Annotated[
+        str, typer.Option(help="Probabilities counted as uncertain for pseudo-labels.")
+    ] = "0.2,0.8",
+    pseudo_max_uncertain: Annotated[
+        float, typer.Option(help="Largest uncertain fraction of a pseudo-labelled tile.")
+    ] = 0.02,
+    batch_size: Annotated[int, typer.Option(min=1, help="Tiles per forward pass.")] = 32,
+    chunk_size: Annotated[int, typer.Option(min=1, help="Tiles held in memory at once.")] = 256,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """Predict tiles with the fold models of one or more runs and write a Kaggle submission."""
+    from saltseg.inference.pipeline import predict_folder
+
+    summary = predict_folder(
+        run,
+        data,
+        out,
+        split=split,
+        tta=_tta_views(tta),
+        weights=weights,
+        top_k=top_k,
+        postprocess=postprocess,
+        backend=backend,
+        devices=devices,
+        masks=masks,
+        save_probs=save_probs,
+        pseudo_labels=pseudo_labels,
+        pseudo_band=_pair(pseudo_band, "--pseudo-band"),
+        pseudo_max_uncertain=pseudo_max_uncertain,
+        batch_size=batch_size,
+        chunk_size=chunk_size,
+        progress=progress,
+    )
+    typer.echo(
+        f"wrote {summary['files']['submission']}: {summary['n_tiles']} tiles "
+        f"({summary['n_empty']} empty) from {summary['n_models']} model(s); "
+        f"{summary['postprocess']} (from {summary['postprocess_from']})"
+    )
+    if "pseudo_labels" in summary:
+        counts = summary["pseudo_labels"]
+        typer.echo(
+            f"pseudo-labels: {counts['kept']} of {counts['seen']} tiles "
+            f"({counts['with_salt']} with salt) in {pseudo_labels}"
+        )
+
+
+@command()
+def tune(
+    run: Annotated[list[Path], typer.Option(help="Run folder (repeat to tune an ensemble).")],
+    data: Annotated[
+        Path | None, typer.Option(help="Training data folder (default: data.root of the run).")
+    ] = None,
+    weights: Annotated[str | None, typer.Option(help="Per-run weights, e.g. 0.6,0.4.")] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Output JSON (default RUN/postprocess.json; needed for several runs)."),
+    ] = None,
+) -> None:
+    """Choose threshold, minimum area and classifier gate on the out-of-fold predictions."""
+    from saltseg.inference.pipeline import tune_runs
+
+    pp, path = tune_runs(run, data=data, weights=weights, out=out)
+    typer.echo(
+        f"OOF score {pp.info['oof_score_before']:.4f} (threshold {pp.info['base_threshold']:g}) "
+        f"-> {pp.info['oof_score_after']:.4f} ({pp.describe()}) on {pp.info['n_tiles']} tiles; "
+        f"saved {path}"
+    )
+
+
+@command()
+def export(
+    run: Annotated[Path, typer.Option(help="Run folder.")],
+    format_: Annotated[str, typer.Option("--format", help="Export format: onnx.")] = "onnx",
+    out: Annotated[Path | None, typer.Option(help="Output folder (default RUN/onnx).")] = None,
+) -> None:
+    """Export every fold model of a run (ONNX: sigmoid probabilities, dynamic batch)."""
+    if format_ != "onnx":
+        raise SaltsegError(f"unknown export format {format_!r}; supported: onnx")
+    from saltseg.inference.onnx import export_run
+
+    paths = export_run(run, out)
+    typer.echo(f"exported {len(paths)} fold model(s) to {paths[0].parent}")
+
+
 @command()
 def report(
     run: Annotated[Path, typer.Option(help="Run folder written by 'saltseg train'.")],

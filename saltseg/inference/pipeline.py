@@ -1,0 +1,215 @@
+"""The two entry points of inference: tune post-processing on OOF, and predict a tile folder.
+
+``predict_folder`` streams chunks of tiles through every fold model of every run, averages the
+probabilities, post-processes them and writes the submission (plus mask PNGs, averaged
+probabilities and pseudo-labels on request), holding only one chunk of probabilities at a time.
+
+Post-processing for an ensemble: ``tune_runs`` on several runs tunes on the weighted mean of
+their out-of-fold probabilities, which needs runs sharing one ``folds.csv`` (each tile is then
+out-of-fold for every run); the result is passed to ``predict_folder`` with ``postprocess=``.
+Without it, an ensemble uses the first run's ``postprocess.json``, and defaults (threshold 0.5,
+no minimum area, constant tiles empty) when that run was never tuned.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from saltseg.errors import SaltsegError
+from saltseg.inference.ensemble import Ensemble, ensemble_oof, parse_weights, select_members
+from saltseg.inference.postprocess import (
+    FILENAME,
+    PostProcess,
+    load_postprocess,
+    save_postprocess,
+    tune_postprocess,
+)
+from saltseg.inference.predict import parse_tta
+from saltseg.inference.pseudo import PseudoLabelWriter
+from saltseg.inference.source import TileSource, open_tiles
+from saltseg.inference.submission import ProbWriter, SubmissionWriter, write_masks
+
+
+def tune_runs(
+    runs: Sequence[str | Path],
+    data: str | Path | None = None,
+    weights: str | Sequence[float] | None = None,
+    out: str | Path | None = None,
+) -> tuple[PostProcess, Path]:
+    """Tune post-processing on the (weighted mean) out-of-fold probabilities of ``runs``.
+
+    Args:
+        runs: Run folders; several must share the same ``folds.csv``.
+        data: The training data folder (default: ``data.root`` of the first run's config).
+        weights: Per-run weights.
+        out: Where to save the JSON (default ``RUN/postprocess.json``; required for several runs).
+
+    Returns:
+        The settings (with before/after scores in ``info``) and the file written.
+    """
+    from saltseg.config import load_config
+    from saltseg.data.tgs import load_dataset
+
+    if not runs:
+        raise SaltsegError("no run given")
+    first = Path(runs[0])
+    if out is None and len(runs) > 1:
+        raise SaltsegError("tuning several runs together needs --out FILE (then predict with it)")
+    config = load_config(first / "config.yaml")
+    root = data if data is not None else config.data.root
+    if root is None:
+        raise SaltsegError(f"{first}: no data folder in its config: pass --data")
+    tiles = load_dataset(root, "train")
+    oof = ensemble_oof(runs, weights)
+    index = {tile_id: i for i, tile_id in enumerate(tiles.ids)}
+    missing = [i for i in oof["ids"] if i not in index]
+    if missing:
+        raise SaltsegError(f"{root}: no training tile {missing[0]!r} of the out-of-fold ids")
+    rows = np.array([index[i] for i in oof["ids"]])
+    pp = tune_postprocess(
+        tiles.masks[rows],
+        oof["mask"],
+        tiles.images[rows],
+        oof.get("cls"),
+        base_threshold=config.trainer.threshold,
+    )
+    pp.info.update(runs=[str(r) for r in runs], weights=parse_weights(weights, len(runs)))
+    path = Path(out) if out is not None else first / FILENAME
+    save_postprocess(pp, path)
+    return pp, path
+
+
+def resolve_postprocess(
+    runs: Sequence[str | Path], postprocess: str | Path | PostProcess | None = None
+) -> tuple[PostProcess, str]:
+    """The settings to apply and a note on where they came from (see the module docstring)."""
+    if isinstance(postprocess, PostProcess):
+        return postprocess, "given"
+    if postprocess is not None:
+        return load_postprocess(postprocess), str(postprocess)
+    path = Path(runs[0]) / FILENAME
+    if path.exists():
+        return load_postprocess(path), str(path)
+    return PostProcess(), f"defaults ({path} not found: run saltseg tune)"
+
+
+def _local_probs(
+    ensemble: Ensemble, source: TileSource, tta: Sequence[str], batch_size: int, chunk: int
+) -> Iterator[tuple[int, np.ndarray, dict[str, np.ndarray]]]:
+    for start, images in source.chunks(chunk):
+        depths = source.depths[start : start + len(images)]
+        yield start, images, ensemble.predict(images, depths, tta, batch_size)
+
+
+def predict_folder(
+    runs: Sequence[str | Path],
+    data: str | Path,
+    out: str | Path,
+    split: str = "test",
+    tta: str | Sequence[str] = ("none", "hflip"),
+    weights: str | Sequence[float] | None = None,
+    top_k: int | None = None,
+    postprocess: str | Path | PostProcess | None = None,
+    backend: str = "torch",
+    devices: int = 1,
+    masks: bool = False,
+    save_probs: bool = False,
+    pseudo_labels: str | Path | None = None,
+    pseudo_band: tuple[float, float] = (0.2, 0.8),
+    pseudo_max_uncertain: float = 0.02,
+    batch_size: int = 32,
+    chunk_size: int = 256,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Predict every tile of ``data`` with the ensemble of ``runs`` and write ``out/``.
+
+    Writes ``out/submission.csv``; with ``masks`` also ``out/masks/<id>.png``, with
+    ``save_probs`` ``out/probs.npz`` (ids, float16 mask probabilities, classifier
+    probabilities), with ``pseudo_labels`` a Kaggle-layout folder of confident tiles.
+
+    Returns:
+        A summary: tile and empty-mask counts, the post-processing and its origin, the files.
+    """
+    from tqdm.auto import tqdm
+
+    views = parse_tta(tta)
+    if devices < 1:
+        raise SaltsegError(f"--devices must be at least 1, got {devices}")
+    source = open_tiles(data, split)
+    members = select_members(runs, weights, top_k)  # fail early on a bad run, weights, top-k
+    pp, origin = resolve_postprocess(runs, postprocess)
+    ensemble_args = {
+        "runs": [str(r) for r in runs],
+        "weights": weights,
+        "top_k": top_k,
+        "backend": backend,
+    }
+    if devices > 1:
+        from saltseg.inference.distributed import sharded_probs
+
+        stream = sharded_probs(
+            source, ensemble_args, views, devices, batch_size, chunk_size, progress
+        )
+    else:
+        ensemble = Ensemble.load(**ensemble_args)
+        if pp.cls_threshold and not ensemble.has_cls:
+            raise SaltsegError(f"{origin} gates on a classifier, but the models have none")
+        stream = _local_probs(ensemble, source, views, batch_size, chunk_size)
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    files = {"submission": out / "submission.csv"}
+    sub = SubmissionWriter(files["submission"], source.ids)
+    probs_writer = ProbWriter(out / "probs.npz", source.ids) if save_probs else None
+    pseudo = None
+    if pseudo_labels is not None:
+        pseudo = PseudoLabelWriter(pseudo_labels, pseudo_band, pseudo_max_uncertain)
+    n_empty = 0
+    try:
+        with tqdm(total=len(source), unit="tile", disable=not progress) as bar:
+            for start, images, probs in stream:
+                stop = start + len(images)
+                ids = source.ids[start:stop]
+                chunk_masks = pp.apply(probs["mask"], images, probs.get("cls"))
+                n_empty += int((~chunk_masks.reshape(len(ids), -1).any(axis=1)).sum())
+                sub.write(ids, chunk_masks)
+                if masks:
+                    write_masks(out / "masks", ids, chunk_masks)
+                if probs_writer is not None:
+                    probs_writer.write(probs["mask"], probs.get("cls"))
+                if pseudo is not None:
+                    pseudo.write(
+                        ids,
+                        source.paths[start:stop],
+                        probs["mask"],
+                        chunk_masks,
+                        source.depths[start:stop],
+                    )
+                bar.update(len(ids))
+    except BaseException:
+        sub.abort()
+        if probs_writer is not None:
+            probs_writer.abort()
+        raise
+    sub.close()
+    if probs_writer is not None:
+        probs_writer.close()
+        files["probs"] = probs_writer.path
+    if masks:
+        files["masks"] = out / "masks"
+    summary: dict[str, Any] = {
+        "n_tiles": len(source),
+        "n_empty": n_empty,
+        "n_models": len(members),
+        "postprocess": pp.describe(),
+        "postprocess_from": origin,
+        "files": {k: str(v) for k, v in files.items()},
+    }
+    if pseudo is not None:
+        summary["pseudo_labels"] = pseudo.close()
+        summary["files"]["pseudo_labels"] = str(pseudo_labels)
+    return summary

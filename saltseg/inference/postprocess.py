@@ -1,0 +1,174 @@
+"""From probabilities to masks, with settings chosen on out-of-fold predictions only.
+
+The rules, in order: a tile whose image is constant (zero variance) is empty; pixels above
+``threshold`` are salt; a mask with fewer than ``min_area`` pixels is emptied; with a classifier,
+a tile whose salt probability is below ``cls_threshold`` is emptied. :func:`tune_postprocess`
+grid-searches the three numbers to maximise the competition metric; it scores each threshold once
+and then derives every (min area, classifier gate) pair from the per-image scores, so a full grid
+costs a few metric calls.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from saltseg.errors import SaltsegError
+from saltseg.metrics import competition_metric, image_scores
+
+THRESHOLDS = tuple(np.round(np.arange(0.2, 0.801, 0.02), 2).tolist())
+MIN_AREAS = (0, 5, 10, 20, 30, 50, 75, 100, 150, 200, 300)
+CLS_THRESHOLDS = (0.0, *np.round(np.arange(0.05, 0.951, 0.05), 2).tolist())
+FILENAME = "postprocess.json"
+
+
+@dataclass
+class PostProcess:
+    """Settings that turn probabilities into masks.
+
+    Attributes:
+        threshold: Pixel probability above which a pixel is salt.
+        min_area: Masks with fewer salt pixels are emptied.
+        cls_threshold: Tiles whose classifier salt probability is below it are emptied;
+            None (or 0) for no gate.
+        empty_constant: Predict constant (zero-variance) tiles empty.
+        info: Where the settings came from (scores, runs), saved alongside.
+    """
+
+    threshold: float = 0.5
+    min_area: int = 0
+    cls_threshold: float | None = None
+    empty_constant: bool = True
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def apply(
+        self, probs: np.ndarray, images: np.ndarray | None = None, cls: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Masks ``(N, H, W)`` bool from probabilities ``(N, H, W)``.
+
+        Args:
+            probs: Salt probabilities.
+            images: The tiles, for the constant-tile rule (skipped when None).
+            cls: Classifier salt probabilities ``(N,)``; needed when ``cls_threshold`` is set.
+        """
+        masks = probs > self.threshold
+        empty = masks.reshape(len(masks), -1).sum(axis=1) < self.min_area
+        if self.empty_constant and images is not None:
+            empty |= constant_tiles(images)
+        if self.cls_threshold:
+            if cls is None:
+                raise SaltsegError(
+                    "the post-processing gates on the classifier, but the model has no classifier"
+                )
+            empty |= np.asarray(cls) < self.cls_threshold
+        masks[empty] = False
+        return masks
+
+    def to_json(self) -> dict[str, Any]:
+        """The settings as a JSON-ready dict."""
+        return asdict(self)
+
+    def describe(self) -> str:
+        """One line: ``threshold 0.46, min area 20, classifier gate 0.3``."""
+        gate = f"{self.cls_threshold:g}" if self.cls_threshold else "off"
+        return f"threshold {self.threshold:g}, min area {self.min_area}, classifier gate {gate}"
+
+
+def constant_tiles(images: np.ndarray) -> np.ndarray:
+    """True for each tile ``(N, H, W)`` whose pixels all have the same value."""
+    flat = images.reshape(len(images), -1)
+    return (flat == flat[:, :1]).all(axis=1)
+
+
+def save_postprocess(pp: PostProcess, path: str | Path) -> None:
+    """Write the settings as JSON, atomically."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(pp.to_json(), indent=2) + "\n")
+    tmp.replace(path)
+
+
+def load_postprocess(path: str | Path) -> PostProcess:
+    """Read settings written by :func:`save_postprocess`."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+        return PostProcess(**data)
+    except FileNotFoundError:
+        raise SaltsegError(f"post-processing file {path} does not exist") from None
+    except (json.JSONDecodeError, TypeError) as err:
+        raise SaltsegError(f"{path}: not a post-processing file ({err})") from None
+
+
+def tune_postprocess(
+    truth: np.ndarray,
+    probs: np.ndarray,
+    images: np.ndarray | None = None,
+    cls: np.ndarray | None = None,
+    thresholds: Sequence[float] = THRESHOLDS,
+    min_areas: Sequence[int] = MIN_AREAS,
+    cls_thresholds: Sequence[float] = CLS_THRESHOLDS,
+    base_threshold: float = 0.5,
+) -> PostProcess:
+    """Grid-search threshold, minimum area and classifier gate on out-of-fold predictions.
+
+    Ties go to the threshold nearest ``base_threshold``, then the smallest area, then the
+    weakest gate.
+
+    Args:
+        truth: bool ``(N, H, W)`` masks.
+        probs: Out-of-fold salt probabilities ``(N, H, W)``.
+        images: The tiles (constant tiles are always predicted empty); None to skip that rule.
+        cls: Classifier probabilities ``(N,)``; the gate is searched only when given.
+        thresholds: Pixel thresholds to try.
+        min_areas: Minimum areas to try.
+        cls_thresholds: Classifier gates to try (0 means no gate).
+        base_threshold: The threshold of the score "before" (plain thresholding).
+
+    Returns:
+        The best settings; ``info`` holds ``oof_score_before`` (plain ``base_threshold``),
+        ``oof_score_after`` and ``n_tiles``.
+    """
+    truth = np.asarray(truth, dtype=bool)
+    if truth.shape != probs.shape:
+        raise SaltsegError(f"truth {truth.shape} and probabilities {probs.shape} differ in shape")
+    n = len(truth)
+    empty_score = (~truth.reshape(n, -1).any(axis=1)).astype(np.float64)
+    forced = constant_tiles(images) if images is not None else np.zeros(n, bool)
+    gates = np.asarray(cls_thresholds if cls is not None else (0.0,), dtype=np.float64)
+    cls_values = np.ones(n) if cls is None else np.asarray(cls, dtype=np.float64)
+    areas_grid = np.asarray(min_areas, dtype=np.int64)
+    # keep[g, n]: the classifier gate g lets tile n through
+    gate_keep = (cls_values[None, :] >= gates[:, None]) & ~forced[None, :]
+    best: tuple[tuple[float, ...], PostProcess] | None = None
+    for t in thresholds:
+        pred = probs > t
+        scores = image_scores(truth, pred)
+        area = pred.reshape(n, -1).sum(axis=1)
+        area_keep = area[None, :] >= areas_grid[:, None]  # (A, N)
+        keep = area_keep[:, None, :] & gate_keep[None, :, :]  # (A, G, N)
+        means = np.where(keep, scores, empty_score).mean(axis=2)
+        for a, g in np.ndindex(means.shape):
+            key = (round(float(means[a, g]), 12), -abs(t - base_threshold), -a, -g)
+            if best is None or key > best[0]:
+                gate = float(gates[g])
+                best = (
+                    key,
+                    PostProcess(float(t), int(areas_grid[a]), gate if gate > 0 else None),
+                )
+    assert best is not None
+    pp = best[1]
+    pp.empty_constant = images is not None
+    pp.info = {
+        "oof_score_before": competition_metric(truth, probs > base_threshold),
+        "base_threshold": base_threshold,
+        "oof_score_after": float(best[0][0]),
+        "n_tiles": n,
+    }
+    return pp

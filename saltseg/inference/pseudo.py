@@ -1,0 +1,88 @@
+"""Pseudo-labels: confident test predictions written as an extra Kaggle-layout training set.
+
+A tile is confident when few of its pixels are uncertain, i.e. have a probability inside
+``band`` (0.2 to 0.8 by default): at most ``max_uncertain`` of them (a fraction of the tile).
+Confident tiles are written as ``OUT/train/images`` (the original PNGs), ``OUT/train/masks``
+(the post-processed masks), ``OUT/train.csv`` and, when every depth is known, ``OUT/depths.csv``,
+ready to be merged with the real training set for a next round.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from saltseg.data.tgs import write_mask_png
+from saltseg.errors import SaltsegError
+from saltseg.rle import rle_encode
+
+
+def uncertain_fraction(probs: np.ndarray, band: tuple[float, float] = (0.2, 0.8)) -> np.ndarray:
+    """Fraction of pixels of each tile ``(N, H, W)`` with a probability strictly inside ``band``."""
+    low, high = band
+    flat = probs.reshape(len(probs), -1)
+    return ((flat > low) & (flat < high)).mean(axis=1)
+
+
+def confident(
+    probs: np.ndarray, band: tuple[float, float] = (0.2, 0.8), max_uncertain: float = 0.02
+) -> np.ndarray:
+    """True for tiles with at most ``max_uncertain`` of their pixels inside ``band``."""
+    return uncertain_fraction(probs, band) <= max_uncertain
+
+
+class PseudoLabelWriter:
+    """Collects confident tiles chunk by chunk; :meth:`close` writes the CSV files.
+
+    Args:
+        out: The new data folder; it must not already hold a ``train/`` folder.
+        band: Probabilities counted as uncertain.
+        max_uncertain: Largest uncertain fraction of a confident tile.
+    """
+
+    def __init__(
+        self, out: str | Path, band: tuple[float, float] = (0.2, 0.8), max_uncertain: float = 0.02
+    ) -> None:
+        low, high = band
+        if not 0 <= low < high <= 1:
+            raise SaltsegError(f"pseudo-label band must satisfy 0 <= low < high <= 1, got {band}")
+        if not 0 <= max_uncertain <= 1:
+            raise SaltsegError(f"max uncertain fraction must be in [0, 1], got {max_uncertain}")
+        self.out = Path(out)
+        if (self.out / "train").exists():
+            raise SaltsegError(f"{self.out}/train already exists: choose a new pseudo-label folder")
+        self.images, self.masks = self.out / "train" / "images", self.out / "train" / "masks"
+        self.images.mkdir(parents=True)
+        self.masks.mkdir(parents=True)
+        self.band, self.max_uncertain = band, max_uncertain
+        self.rows: list[tuple[str, str, float]] = []
+        self.seen = 0
+
+    def write(
+        self,
+        ids: list[str],
+        paths: list[Path],
+        probs: np.ndarray,
+        masks: np.ndarray,
+        depths: np.ndarray,
+    ) -> int:
+        """Keep the confident tiles among these; returns how many were kept."""
+        keep = np.flatnonzero(confident(probs, self.band, self.max_uncertain))
+        for i in keep:
+            shutil.copyfile(paths[i], self.images / f"{ids[i]}.png")
+            write_mask_png(self.masks / f"{ids[i]}.png", masks[i])
+            self.rows.append((ids[i], rle_encode(masks[i]), float(depths[i])))
+        self.seen += len(ids)
+        return len(keep)
+
+    def close(self) -> dict[str, int]:
+        """Write ``train.csv`` (and ``depths.csv``); returns the counts."""
+        frame = pd.DataFrame(self.rows, columns=["id", "rle_mask", "z"])
+        frame[["id", "rle_mask"]].to_csv(self.out / "train.csv", index=False)
+        if len(frame) and np.isfinite(frame["z"]).all():
+            frame[["id", "z"]].to_csv(self.out / "depths.csv", index=False)
+        salt = int((frame["rle_mask"] != "").sum())
+        return {"kept": len(frame), "seen": self.seen, "with_salt": salt}
