@@ -76,14 +76,15 @@ class EnsemblePredictor(L.LightningModule):
         chunks = _Chunks(self.source, mine, self.chunk_size)
         return DataLoader(chunks, batch_size=None, collate_fn=_as_is)
 
-    def predict_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        """Predict one chunk and write its shard."""
+    def predict_step(self, batch: dict[str, Any], batch_idx: int) -> int:
+        """Predict one chunk and write its shard; returns the number of tiles."""
         assert self.ensemble is not None
         probs = self.ensemble.predict(batch["images"], batch["depths"], self.tta, self.batch_size)
         path = self.shard_dir / f"{batch['start']:09d}.npz"
         tmp = path.with_name(f".{path.name}.tmp.npz")
         np.savez(tmp, **probs)
         tmp.replace(path)
+        return len(batch["images"])
 
 
 def sharded_probs(

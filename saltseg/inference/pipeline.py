@@ -194,6 +194,8 @@ def predict_folder(
         sub.abort()
         if probs_writer is not None:
             probs_writer.abort()
+        if pseudo is not None:
+            pseudo.abort()
         raise
     sub.close()
     if probs_writer is not None:

@@ -4,11 +4,13 @@ A tile is confident when few of its pixels are uncertain, i.e. have a probabilit
 ``band`` (0.2 to 0.8 by default): at most ``max_uncertain`` of them (a fraction of the tile).
 Confident tiles are written as ``OUT/train/images`` (the original PNGs), ``OUT/train/masks``
 (the post-processed masks), ``OUT/train.csv`` and, when every depth is known, ``OUT/depths.csv``,
-ready to be merged with the real training set for a next round.
+ready to be merged with the real training set for a next round. Tiles are gathered in a
+temporary folder that becomes ``OUT/train`` only when the prediction has finished.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -54,7 +56,8 @@ class PseudoLabelWriter:
         self.out = Path(out)
         if (self.out / "train").exists():
             raise SaltsegError(f"{self.out}/train already exists: choose a new pseudo-label folder")
-        self.images, self.masks = self.out / "train" / "images", self.out / "train" / "masks"
+        self.tmp = self.out / f".train.{os.getpid()}.tmp"
+        self.images, self.masks = self.tmp / "images", self.tmp / "masks"
         self.images.mkdir(parents=True)
         self.masks.mkdir(parents=True)
         self.band, self.max_uncertain = band, max_uncertain
@@ -79,10 +82,15 @@ class PseudoLabelWriter:
         return len(keep)
 
     def close(self) -> dict[str, int]:
-        """Write ``train.csv`` (and ``depths.csv``); returns the counts."""
+        """Move the tiles into place, write ``train.csv`` (and ``depths.csv``); returns counts."""
+        self.tmp.replace(self.out / "train")
         frame = pd.DataFrame(self.rows, columns=["id", "rle_mask", "z"])
         frame[["id", "rle_mask"]].to_csv(self.out / "train.csv", index=False)
         if len(frame) and np.isfinite(frame["z"]).all():
             frame[["id", "z"]].to_csv(self.out / "depths.csv", index=False)
         salt = int((frame["rle_mask"] != "").sum())
         return {"kept": len(frame), "seen": self.seen, "with_salt": salt}
+
+    def abort(self) -> None:
+        """Drop the tiles written so far."""
+        shutil.rmtree(self.tmp, ignore_errors=True)
