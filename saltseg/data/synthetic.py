@@ -187,7 +187,7 @@ def _salt_mask(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
 
 def _blank_wedge(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     """A zero-filled wedge at one end of some sections, like the padded edges of real ones."""
-    if rng.random() >= 0.5:
+    if rng.random() >= 0.6:
         return np.zeros((h, w), dtype=bool)
     edge = rng.uniform(0.5, 3) * TILE + rng.uniform(-1.5, 1.5) * TILE * (np.arange(h) / h - 0.5)
     blank = np.arange(w)[None, :] < edge[:, None]
@@ -200,7 +200,10 @@ def _time_field(rng: np.random.Generator, salt: np.ndarray, wavelength: float) -
     z = np.arange(h, dtype=np.float32)[:, None]
     x = np.arange(w, dtype=np.float32)[None, :]
     depth = z / h
-    t = z * (1 - rng.uniform(0, 0.2) * depth) + rng.uniform(-0.5, 0.5) * rng.random() * x
+    bend = _smooth_series(rng, w, rng.uniform(150, 600))
+    dip = rng.uniform(-0.3, 0.3) + bend * rng.uniform(0, 0.6)
+    tilt = np.cumsum(dip, dtype=np.float32)[None, :] * (rng.uniform(0.3, 1.0) + depth)
+    t = z * (1 - rng.uniform(0, 0.2) * depth) + tilt
     t = t + _smooth_field(rng, h, w, rng.uniform(300, 900)) * rng.uniform(10, 120) * (0.3 + depth)
     t += _smooth_field(rng, h, w, rng.uniform(60, 200)) * rng.uniform(2, 25)
     t += _smooth_field(rng, h, w, rng.uniform(6, 30)) * rng.uniform(0.03, 0.25) * wavelength
@@ -363,6 +366,9 @@ def generate_dataset(
         )
         count = int((chosen == s).sum())
         picked = section_rng.choice(rows * cols, size=count, replace=False, p=weight / weight.sum())
+        picked = section_rng.permutation(
+            picked
+        )  # weighted draws come heavy-first; unbias the split
         n_train_here = int((chosen[:n_train] == s).sum())
         for k, position in enumerate(picked):
             tile_id, (r, c) = next(ids), divmod(int(position), cols)
