@@ -16,6 +16,7 @@ from saltseg.data.transforms import (
     apply,
     build_eval_transform,
     build_train_transform,
+    seed_worker,
 )
 
 DEPTH_SCALE = 1000.0  # feet; real depths run from about 50 to 960
