@@ -117,6 +117,18 @@ def test_categories_counted_and_loss_shares_sum_to_total():
     assert table.loc["partial", "mean_score"] == pytest.approx(0.6)
 
 
+def test_iou_of_exactly_a_threshold_passes_none():
+    truth = np.zeros((2, S, S), bool)
+    truth[:, :20, :20] = True
+    pred = np.zeros_like(truth)
+    pred[0, :20, :10] = True  # IoU 0.5
+    pred[1, :19, :20] = True  # IoU 0.95
+    tiles = tile_table(["a", "b"], truth, pred)
+    assert tiles["iou"].tolist() == pytest.approx([0.5, 0.95])
+    assert tiles["score"].tolist() == pytest.approx([0.0, 0.9])
+    assert tiles["category"].tolist() == ["poor", "partial"]
+
+
 def test_coverage_classes():
     truth, probs = constructed()
     tiles = tile_table([str(k) for k in range(9)], truth, probs > 0.5)
@@ -189,6 +201,8 @@ def test_report_html_is_self_contained(real_run, tmp_path):
     assert not re.search(r"""(src|href)=["'](?!data:)""", html)
     assert "Missed salt" in html and "Threshold sweep" in html
     assert html.count("<img") >= 5
+    bare = write_report(run, data, tmp_path / "bare.html", worst=0).read_text()
+    assert "Worst tiles" in html and "Worst tiles" not in bare
 
 
 def test_cli_report(real_run, tmp_path):

@@ -193,7 +193,9 @@ def analyse_inputs(inputs: RunInputs) -> ReportData:
         classifier=(
             None
             if inputs.cls is None
-            else classifier_summary(inputs.cls, inputs.truth, inputs.pred)
+            else classifier_summary(
+                inputs.cls, inputs.truth, inputs.pred, (pp.cls_threshold if pp else None) or 0.5
+            )
         ),
         sweep=threshold_sweep(inputs),
     )

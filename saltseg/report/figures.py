@@ -21,7 +21,7 @@ _FOLD_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b
 def png_base64(image: np.ndarray) -> str:
     """An ``(H, W, 3)`` uint8 array as a base64 PNG string."""
     buffer = io.BytesIO()
-    Image.fromarray(image).save(buffer, format="PNG", optimize=True)
+    Image.fromarray(image).save(buffer, format="PNG")
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
@@ -113,6 +113,7 @@ def calibration_png(report: ReportData) -> str:
     _style(rel_ax, f"Reliability (ECE {report.ece:.3f})", "predicted probability", "salt fraction")
     hist_ax.bar((table["lo"] + table["hi"]) / 2, table["n_pixels"], width=0.09, color="#8172b2")
     hist_ax.set_yscale("log")
+    hist_ax.set_xlim(0, 1)
     _style(hist_ax, "Pixels per probability bin", "predicted probability", "pixels")
     return _encode(fig)
 

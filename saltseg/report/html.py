@@ -38,6 +38,7 @@ def _galleries(report: ReportData, inputs: RunInputs, worst: int) -> list[dict[s
                     "pred_coverage": float(row.pred_area) / truth.size,
                     "iou": float(row.iou),
                     "score": float(row.score),
+                    "cls": float(row.cls) if "cls" in chosen else None,
                     "overlay": figures.overlay_png(image, truth, pred),
                     "probs": figures.probability_png(inputs.probs[i]),
                 }
@@ -48,8 +49,13 @@ def _galleries(report: ReportData, inputs: RunInputs, worst: int) -> list[dict[s
     return galleries
 
 
-def render_html(report: ReportData, galleries: list[dict[str, Any]]) -> str:
-    """The report page from its numbers and gallery cards."""
+def _coverage(value: float) -> str:
+    """A coverage as a percentage, with two decimals below 1% so a sliver does not read 0.0%."""
+    return f"{100 * value:.2f}%" if 0 < value < 0.01 else f"{100 * value:.1f}%"
+
+
+def render_html(report: ReportData, galleries: list[dict[str, Any]] | None) -> str:
+    """The report page from its numbers and gallery cards (None: no gallery section)."""
     import jinja2
 
     env = jinja2.Environment(
@@ -60,6 +66,7 @@ def render_html(report: ReportData, galleries: list[dict[str, Any]]) -> str:
         lstrip_blocks=True,
     )
     env.filters["pct"] = lambda value, digits=1: f"{100 * value:.{digits}f}%"
+    env.filters["cov"] = _coverage
     env.filters["num"] = lambda value, digits=4: "–" if value is None else f"{value:.{digits}f}"
     return env.get_template(TEMPLATE).render(
         r=report,
@@ -88,7 +95,7 @@ def build_report(
         raise SaltsegError(f"worst must be >= 0, got {worst}")
     inputs = load_inputs(run, data)
     report = analyse_inputs(inputs)
-    html = render_html(report, _galleries(report, inputs, worst))
+    html = render_html(report, _galleries(report, inputs, worst) if worst else None)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(html, encoding="utf-8")
@@ -104,7 +111,7 @@ def write_report(
         run: A run folder written by ``saltseg train``.
         data: The Kaggle-layout data folder it was trained on (None: the run's ``data.root``).
         out: The HTML file to write (its folder is created).
-        worst: Number of worst tiles shown per error category.
+        worst: Number of worst tiles shown per error category (0: no galleries).
 
     Returns:
         The path written.

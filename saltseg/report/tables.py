@@ -1,10 +1,13 @@
 """Per-tile errors and where the score is lost: by error category, coverage class and depth.
 
 Every tile falls into one category of :data:`CATEGORIES` by its truth, its predicted mask and
-their IoU. A tile's loss is ``1 - score``; the loss share of a group of tiles is its summed loss
-over the summed loss of all tiles, so the shares say where the points of the competition metric
-go, and the ``loss`` column (summed loss over the number of tiles) how many points of the mean
-score a group costs.
+how many IoU thresholds it passes; as in the metric, an IoU passes a threshold only when above
+it, so an IoU of exactly 0.5 is a poor overlap and one of exactly 0.95 a partial.
+
+A tile's loss is ``1 - score``. The loss share of a group of tiles is its summed loss over the
+summed loss of all tiles, so the shares say where the points of the competition metric go; the
+``loss`` column (summed loss over the number of tiles) is how many points of the mean score a
+group costs.
 """
 
 from __future__ import annotations
@@ -22,25 +25,31 @@ CATEGORIES: tuple[tuple[str, str, str], ...] = (
     ("true_empty", "True empty", "no salt in the truth, none predicted (score 1)"),
     ("false_positive", "False positive", "no salt in the truth, salt predicted (score 0)"),
     ("missed", "Missed salt", "salt in the truth, none predicted (score 0)"),
-    ("poor", "Poor overlap", "both have salt, IoU < 0.5 (score 0)"),
-    ("partial", "Partial", "0.5 <= IoU < 0.95: some thresholds hit"),
-    ("good", "Good", "IoU >= 0.95"),
+    ("poor", "Poor overlap", "both have salt, IoU <= 0.5: no threshold passed (score 0)"),
+    ("partial", "Partial", "0.5 < IoU <= 0.95: some thresholds passed"),
+    ("good", "Good", "IoU > 0.95: every threshold passed (score 1)"),
 )
 
 
-def categorise(truth: np.ndarray, pred: np.ndarray, ious: np.ndarray | None = None) -> np.ndarray:
-    """The category key of each tile, ``(N,)`` strings from :data:`CATEGORIES`."""
+def categorise(truth: np.ndarray, pred: np.ndarray, scores: np.ndarray | None = None) -> np.ndarray:
+    """The category key of each tile, ``(N,)`` strings from :data:`CATEGORIES`.
+
+    Args:
+        truth: bool ``(N, H, W)`` masks.
+        pred: bool ``(N, H, W)`` predicted masks.
+        scores: Their :func:`~saltseg.metrics.image_scores`, when already computed.
+    """
     n = len(truth)
     has_truth = truth.reshape(n, -1).any(axis=1)
     has_pred = pred.reshape(n, -1).any(axis=1)
-    ious = iou(truth, pred) if ious is None else ious
+    scores = image_scores(truth, pred) if scores is None else scores
     return np.select(
         [
             ~has_truth & ~has_pred,
             ~has_truth,
             ~has_pred,
-            ious < 0.5,
-            ious < 0.95,
+            scores == 0,
+            scores < 1,
         ],
         ["true_empty", "false_positive", "missed", "poor", "partial"],
         default="good",
@@ -57,7 +66,7 @@ def tile_table(
 ) -> pd.DataFrame:
     """One row per tile with its coverage, areas, IoU, score and error category."""
     n = len(truth)
-    ious = iou(truth, pred)
+    scores = image_scores(truth, pred)
     frame = pd.DataFrame(
         {
             "id": list(ids),
@@ -68,9 +77,9 @@ def tile_table(
             "truth_area": truth.reshape(n, -1).sum(axis=1),
             "pred_area": pred.reshape(n, -1).sum(axis=1),
             "error_area": (truth ^ pred).reshape(n, -1).sum(axis=1),
-            "iou": ious,
-            "score": image_scores(truth, pred),
-            "category": categorise(truth, pred, ious),
+            "iou": iou(truth, pred),
+            "score": scores,
+            "category": categorise(truth, pred, scores),
         }
     )
     if cls is not None:
