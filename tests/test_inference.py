@@ -86,6 +86,8 @@ def test_predict_writes_a_valid_submission(run, data, tmp_path):
         assert probs["mask"].shape == (10, 101, 101) and probs["mask"].dtype == np.float16
         assert probs["cls"].shape == (10,)
     assert not list(tmp_path.glob(".*.tmp"))
+    record = json.loads((tmp_path / "predict.json").read_text())
+    assert record["tta"] == ["none", "hflip"] and len(record["members"]) == 2
 
 
 def test_ensemble_of_runs_is_the_mean_of_run_predictions(run, run_128, data):

@@ -32,6 +32,7 @@ from saltseg.inference.predict import parse_tta
 from saltseg.inference.pseudo import PseudoLabelWriter
 from saltseg.inference.source import TileSource, open_tiles
 from saltseg.inference.submission import ProbWriter, SubmissionWriter, write_masks
+from saltseg.training.kfold import write_json
 
 
 def tune_runs(
@@ -127,9 +128,10 @@ def predict_folder(
 ) -> dict[str, Any]:
     """Predict every tile of ``data`` with the ensemble of ``runs`` and write ``out/``.
 
-    Writes ``out/submission.csv``; with ``masks`` also ``out/masks/<id>.png``, with
-    ``save_probs`` ``out/probs.npz`` (ids, float16 mask probabilities, classifier
-    probabilities), with ``pseudo_labels`` a Kaggle-layout folder of confident tiles.
+    Writes ``out/submission.csv`` and ``out/predict.json`` (members, TTA, post-processing);
+    with ``masks`` also ``out/masks/<id>.png``, with ``save_probs`` ``out/probs.npz`` (ids,
+    float16 mask probabilities, classifier probabilities), with ``pseudo_labels`` a
+    Kaggle-layout folder of confident tiles.
 
     Returns:
         A summary: tile and empty-mask counts, the post-processing and its origin, the files.
@@ -162,12 +164,12 @@ def predict_folder(
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    files = {"submission": out / "submission.csv"}
-    sub = SubmissionWriter(files["submission"], source.ids)
-    probs_writer = ProbWriter(out / "probs.npz", source.ids) if save_probs else None
     pseudo = None
     if pseudo_labels is not None:
         pseudo = PseudoLabelWriter(pseudo_labels, pseudo_band, pseudo_max_uncertain)
+    files = {"submission": out / "submission.csv"}
+    sub = SubmissionWriter(files["submission"], source.ids)
+    probs_writer = ProbWriter(out / "probs.npz", source.ids) if save_probs else None
     n_empty = 0
     try:
         with tqdm(total=len(source), unit="tile", disable=not progress) as bar:
@@ -214,4 +216,10 @@ def predict_folder(
     if pseudo is not None:
         summary["pseudo_labels"] = pseudo.close()
         summary["files"]["pseudo_labels"] = str(pseudo_labels)
+    summary["members"] = [
+        {"run": str(m.run), "fold": m.fold, "weight": m.weight, "oof_score": m.score}
+        for m in members
+    ]
+    summary.update(tta=list(views), backend=backend, postprocess_settings=pp.to_json())
+    write_json(summary, out / "predict.json")
     return summary
