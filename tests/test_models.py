@@ -280,6 +280,10 @@ def test_unknown_names_list_valid_ones():
         create_model("unet", scse=True)
     with pytest.raises(SaltsegError, match="unknown FRRN layout 'c'"):
         create_model("frrn", layout="c")
+    with pytest.raises(SaltsegError, match="dropout must be in"):
+        create_model("unet", encoder="resnet18", dropout=1.5)
+    with pytest.raises(SaltsegError, match="width multiplier must be > 0"):
+        create_model("frrn_b", width=0)
     with pytest.raises(SaltsegError, match="needs a 'name'"):
         create_model({"encoder": "resnet18"})
 
@@ -305,3 +309,13 @@ def test_list_and_cli():
     assert len(lines) == len(describe_models())
     for name in RECIPES:
         assert any(line.split()[0] == name and len(line.split()) > 3 for line in lines)
+
+
+def test_other_timm_encoder_with_scse():
+    model = create_model(
+        "unet", encoder="mobilenetv3_small_050", scse_encoder=True, hypercolumn=True
+    )
+    assert not hasattr(model.encoder.model, "return_layers")
+    out = model(torch.randn(2, 1, 101, 101))
+    assert out["mask"].shape == (2, 1, 101, 101)
+    assert model.hypercolumn_channels == sum(model.decoder_channels)

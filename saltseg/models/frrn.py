@@ -11,6 +11,7 @@ from saltseg.models.modules import (
     ClassifierHead,
     ConvBnAct,
     check_in_chans,
+    check_options,
     crop_padding,
     pad_to_multiple,
     upsample_to,
@@ -100,6 +101,7 @@ class FRRN(nn.Module):
         dropout: float = 0.0,
     ) -> None:
         super().__init__()
+        check_options("frrn", width, dropout)
         if layout not in LAYOUTS:
             raise SaltsegError(f"unknown FRRN layout {layout!r}; valid: {', '.join(LAYOUTS)}")
         self.config = {
@@ -139,7 +141,9 @@ class FRRN(nn.Module):
         self.merge = nn.Sequential(
             ResidualUnit(channels + res, stem), ResidualUnit(stem, stem), ResidualUnit(stem, stem)
         )
-        self.head = nn.Sequential(nn.Dropout2d(dropout), nn.Conv2d(stem, 1, 1))
+        self.head = nn.Sequential(
+            nn.Dropout2d(dropout) if dropout > 0 else nn.Identity(), nn.Conv2d(stem, 1, 1)
+        )
         self.classifier = ClassifierHead(self.deep_channels, dropout) if classifier else None
 
     @staticmethod

@@ -37,11 +37,14 @@ class ChannelSE(nn.Module):
         self.fc1 = nn.Conv2d(channels, hidden, 1)
         self.fc2 = nn.Conv2d(hidden, channels, 1)
 
+    def gate(self, x: torch.Tensor) -> torch.Tensor:
+        """The N x C x 1 x 1 gate of ``x`` (N x C x H x W)."""
+        squeezed = x.mean((2, 3), keepdim=True)
+        return torch.sigmoid(self.fc2(F.relu(self.fc1(squeezed), inplace=True)))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Scale ``x`` (N x C x H x W) by a per-channel gate."""
-        gate = x.mean((2, 3), keepdim=True)
-        gate = torch.sigmoid(self.fc2(F.relu(self.fc1(gate), inplace=True)))
-        return x * gate
+        return x * self.gate(x)
 
 
 class SpatialSE(nn.Module):
@@ -55,9 +58,13 @@ class SpatialSE(nn.Module):
         super().__init__()
         self.conv = nn.Conv2d(channels, 1, 1)
 
+    def gate(self, x: torch.Tensor) -> torch.Tensor:
+        """The N x 1 x H x W gate of ``x`` (N x C x H x W)."""
+        return torch.sigmoid(self.conv(x))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Scale ``x`` (N x C x H x W) by a per-position gate."""
-        return x * torch.sigmoid(self.conv(x))
+        return x * self.gate(x)
 
 
 class SCSE(nn.Module):
@@ -82,7 +89,8 @@ class SCSE(nn.Module):
         """Recalibrate ``x`` (N x C x H x W); the output has the same shape."""
         if self.mode == "max":
             return torch.maximum(self.cse(x), self.sse(x))
-        return self.cse(x) + self.sse(x)
+        # x * c + x * s computed as x * (c + s): one full-size product instead of two.
+        return x * (self.cse.gate(x) + self.sse.gate(x))
 
 
 class HypercolumnHead(nn.Module):
@@ -102,7 +110,7 @@ class HypercolumnHead(nn.Module):
 
     def __init__(self, in_channels: Sequence[int], mid_channels: int, dropout: float = 0.0) -> None:
         super().__init__()
-        self.dropout = nn.Dropout2d(dropout)
+        self.dropout = nn.Dropout2d(dropout) if dropout > 0 else nn.Identity()
         self.proj = nn.ModuleList(nn.Conv2d(c, mid_channels, 1, bias=False) for c in in_channels)
         self.bn = nn.BatchNorm2d(mid_channels)
         self.out = nn.Conv2d(mid_channels, 1, 1)
@@ -165,6 +173,14 @@ def upsample_to(x: torch.Tensor, size: torch.Size | tuple[int, int], mode: str) 
     if mode == "nearest":
         return F.interpolate(x, size=size, mode="nearest")
     return F.interpolate(x, size=size, mode=mode, align_corners=False)
+
+
+def check_options(model: str, width: float, dropout: float) -> None:
+    """Raise :class:`SaltsegError` for a width multiplier <= 0 or a dropout outside [0, 1)."""
+    if not width > 0:
+        raise SaltsegError(f"{model}: width multiplier must be > 0, got {width}")
+    if not 0 <= dropout < 1:
+        raise SaltsegError(f"{model}: dropout must be in [0, 1), got {dropout}")
 
 
 def check_in_chans(x: torch.Tensor, in_chans: int, name: str) -> None:

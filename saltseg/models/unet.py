@@ -16,6 +16,7 @@ from saltseg.models.modules import (
     ConvBnAct,
     HypercolumnHead,
     check_in_chans,
+    check_options,
     crop_padding,
     pad_to_multiple,
     upsample_to,
@@ -78,8 +79,10 @@ class UNet(nn.Module):
         scse_decoder: scSE on every decoder block output (up path).
         scse_mode: ``"add"`` or ``"max"``.
         scse_reduction: cSE bottleneck ratio.
-        hypercolumn: Upsample every decoder block output to full size and concatenate them
-            before the head.
+        hypercolumn: Upsample every decoder block output to full size and concatenate them;
+            the head is then conv-BN-ReLU + 1x1 conv on that hypercolumn
+            (:class:`~saltseg.models.modules.HypercolumnHead`). Without it the head is a 3x3
+            conv on the last decoder block, as in smp.
         classifier: Add the empty/non-empty classifier on the deepest encoder features.
         side_outputs: Add a 1x1 logit head per decoder block (returned as ``"aux"`` in training).
         dropout: Dropout before the final head and in the classifier.
@@ -102,6 +105,7 @@ class UNet(nn.Module):
         dropout: float = 0.0,
     ) -> None:
         super().__init__()
+        check_options("unet", decoder_width, dropout)
         if isinstance(pretrained, Path):
             pretrained = str(pretrained)
         self.config = {
@@ -146,9 +150,9 @@ class UNet(nn.Module):
         if hypercolumn:
             self.head = HypercolumnHead(widths, widths[-1], dropout)
         else:
-            last = widths[-1]
             self.head = nn.Sequential(
-                nn.Dropout2d(dropout), ConvBnAct(last, last), nn.Conv2d(last, 1, 1)
+                nn.Dropout2d(dropout) if dropout > 0 else nn.Identity(),
+                nn.Conv2d(widths[-1], 1, 3, padding=1),
             )
         self.classifier = ClassifierHead(enc[-1], dropout) if classifier else None
         self.side_heads = (
