@@ -390,7 +390,7 @@ def predict(
     pseudo_max_uncertain: Annotated[
         float, typer.Option(help="Largest uncertain fraction of a pseudo-labelled tile.")
     ] = 0.02,
-    batch_size: Annotated[int, typer.Option(min=1, help="Tiles per forward pass.")] = 32,
+    batch_size: Annotated[int, typer.Option(min=1, help="Tiles per forward pass.")] = 8,
     chunk_size: Annotated[int, typer.Option(min=1, help="Tiles held in memory at once.")] = 256,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:

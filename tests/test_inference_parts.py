@@ -114,6 +114,7 @@ def test_weights_and_top_k_select_members(tmp_path):
     assert [(m.fold, m.weight, m.score) for m in top1] == [(1, 1.0, 0.9)]
     assert sum(m.weight for m in select_members([a, b])) == pytest.approx(1.0)
     assert parse_weights(None, 4) == [0.25] * 4
+    assert {m.run.name for m in select_members([a, b], weights=[1, 0])} == {"a"}
     with pytest.raises(SaltsegError, match="--top-k 3 but .*b has 2 fold"):
         select_members([a, b], top_k=3)
     with pytest.raises(SaltsegError, match="2 weight"):

@@ -92,7 +92,7 @@ def sharded_probs(
     ensemble_args: dict[str, Any],
     tta: Sequence[str],
     devices: int,
-    batch_size: int = 32,
+    batch_size: int = 8,
     chunk_size: int = 256,
     progress: bool = True,
 ) -> Iterator[tuple[int, np.ndarray, dict[str, np.ndarray]]]:
@@ -107,6 +107,8 @@ def sharded_probs(
         chunk_size: Tiles per shard.
         progress: Show Lightning's progress bar.
     """
+    devices = min(devices, len(source))
+    chunk_size = max(1, min(chunk_size, len(source) // devices))  # at least a chunk per rank
     with tempfile.TemporaryDirectory(prefix="saltseg-shards-") as shard_dir:
         module = EnsemblePredictor(source, shard_dir, ensemble_args, tta, batch_size, chunk_size)
         trainer = L.Trainer(

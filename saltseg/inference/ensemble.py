@@ -86,7 +86,7 @@ def select_members(
     weights: str | Sequence[float] | None = None,
     top_k: int | None = None,
 ) -> list[Member]:
-    """The fold models of ``runs`` that take part, with their weights.
+    """The fold models of ``runs`` that take part, with their weights (runs of weight 0 drop out).
 
     Raises:
         SaltsegError: a run folder without fold checkpoints, bad weights, ``top_k`` below 1 or
@@ -111,7 +111,8 @@ def select_members(
             if missing:
                 raise SaltsegError(f"--top-k needs {run}/fold_{missing[0]}/score.json")
             folds = sorted(sorted(folds, key=lambda f: -scores[f])[:top_k])
-        members += [Member(run, f, ckpts[f], run_weight / len(folds), scores[f]) for f in folds]
+        if run_weight > 0:
+            members += [Member(run, f, ckpts[f], run_weight / len(folds), scores[f]) for f in folds]
     return members
 
 
@@ -181,7 +182,7 @@ class Ensemble:
         images: np.ndarray,
         depths: np.ndarray | None = None,
         tta: Sequence[str] = ("none", "hflip"),
-        batch_size: int = 32,
+        batch_size: int = 8,
     ) -> dict[str, np.ndarray]:
         """Weighted mean probabilities of all members on tiles ``(N, 101, 101)``."""
         inputs: dict[tuple[Any, ...], torch.Tensor] = {}

@@ -122,7 +122,7 @@ def predict_folder(
     pseudo_labels: str | Path | None = None,
     pseudo_band: tuple[float, float] = (0.2, 0.8),
     pseudo_max_uncertain: float = 0.02,
-    batch_size: int = 32,
+    batch_size: int = 8,
     chunk_size: int = 256,
     progress: bool = True,
 ) -> dict[str, Any]:
