@@ -19,6 +19,7 @@ from saltseg.mosaic import (
     evaluate_links,
     evaluate_mosaics,
     find_candidates,
+    load_tiles,
     mosaic_groups,
     mutual_links,
     nearest,
@@ -333,3 +334,16 @@ def test_lead_synthetic_dataset(tmp_path, monkeypatch):
     assert scores["precision"] >= 0.99 and scores["recall"] >= 0.7
     mosaics = pd.read_csv(tmp_path / "out" / "mosaics.csv", dtype={"id": str})
     assert evaluate_mosaics(truth, mosaics)["pair_accuracy"] >= 0.99
+
+
+def test_real_sample(tgs_sample, tmp_path, monkeypatch):
+    monkeypatch.setenv("SALTSEG_CACHE_DIR", str(tmp_path / "cache"))
+    tiles = load_tiles(tgs_sample)
+    result = solve(tiles.images, tiles.ids)
+    assert sorted(result.mosaics["id"]) == sorted(tiles.ids)
+    links = result.neighbors
+    found = set(zip(links["a"], links["b"], links["side"], strict=True))
+    # two seams that are plain to the eye in the sample
+    assert {("ef58213c9b", "d538594e14", "below"), ("74ab2a9b1a", "367c6fb412", "below")} <= found
+    blank = {i for i, image in zip(tiles.ids, tiles.images, strict=True) if image.std() == 0}
+    assert blank and not blank & (set(links["a"]) | set(links["b"]))

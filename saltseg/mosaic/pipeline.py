@@ -23,7 +23,8 @@ class MosaicResult:
 
     Attributes:
         mosaics: ``id, mosaic, row, col``, one row per tile (mosaic 0 is the largest).
-        neighbors: ``a, b, side, distance, ratio``: tile ``b`` is right of / below tile ``a``.
+        neighbors: ``a, b, side, distance, ratio``: tile ``b`` is right of / below tile ``a``
+            in a mosaic (see :meth:`Candidates.ratio` for ``ratio``).
     """
 
     mosaics: pd.DataFrame
@@ -65,7 +66,9 @@ def run_mosaic(
 ) -> dict[str, float]:
     """Solve the jigsaw of a Kaggle-layout folder and write the results.
 
-    Writes ``OUT/neighbors.csv``, ``OUT/mosaics.csv`` and ``OUT/mosaic_NNNN.png`` for every
+    Writes ``OUT/neighbors.csv`` (every pair of tiles side by side in a mosaic: ``a, b, side,
+    distance, ratio``, ``b`` right of / below ``a``; distance and ratio empty at a degenerate
+    edge), ``OUT/mosaics.csv`` (``id, mosaic, row, col``) and ``OUT/mosaic_NNNN.png`` for every
     mosaic of at least ``min_size`` tiles (training masks tinted red, predictions blue).
 
     Args:

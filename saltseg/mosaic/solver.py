@@ -2,10 +2,12 @@
 
 Links are taken most confident first into a union-find whose members carry their offset from the
 group's origin; a link that would contradict the positions already fixed, or put two tiles in one
-cell, is rejected. Then candidate pairs that are not links on their own (they failed the ratio
-test, or are second choices) vote for an offset between two mosaics; mosaics are joined where at
-least ``min_support`` distinct pairs agree, which closes loops such as A-right-B, B-below-D,
-A-below-C, C-right-D. Every tile ends in exactly one mosaic; singletons are mosaics of size 1.
+cell, is rejected. A join of two groups also checks every seam it creates, not only the link's
+own: it is refused when too many of them look wrong. Then candidate pairs that are not links on
+their own (they failed the ratio test, or are second choices) vote for an offset between two
+mosaics; mosaics are joined where at least ``min_support`` distinct pairs agree, which closes
+loops such as A-right-B, B-below-D, A-below-C, C-right-D. Every tile ends in exactly one
+mosaic; singletons are mosaics of size 1.
 """
 
 from __future__ import annotations
@@ -23,6 +25,11 @@ BAD_SEAM_RATIO = -0.5  # and against it when a rival candidate is 1.5 times near
 
 class Layout:
     """Groups of tiles with integer positions, merged smaller-into-larger.
+
+    Args:
+        n_tiles: Number of tiles; each starts alone at (0, 0).
+        candidates: Nearest candidates, to check the seams of every join (no check when None).
+        good_distance: Largest distance of a seam that counts for a join.
 
     Attributes:
         root: ``(N,)`` group of each tile (the id of one of its tiles).
@@ -58,8 +65,9 @@ class Layout:
         """Place ``b`` at ``a + (dr, dc)``, moving its whole group.
 
         Refused (False) when two tiles would share a cell, when ``b`` already sits elsewhere in
-        the group of ``a``, or (with candidates) when more of the seams the join creates are far
-        apart than half of those that are close.
+        the group of ``a``, or (with candidates) when the seams the join creates that look wrong
+        (a rival candidate 1.5 times nearer on either side) outnumber half of those that look
+        right (within ``good_distance``, no rival much nearer). Degenerate seams do not count.
         """
         ra, rb = int(self.root[a]), int(self.root[b])
         if ra == rb:
