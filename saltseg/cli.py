@@ -500,16 +500,16 @@ def mosaic(
     ] = None,
     min_size: Annotated[int, typer.Option(min=1, help="Smallest mosaic drawn as a PNG.")] = 8,
     n_trees: Annotated[
-        int | None, typer.Option(help="Trees of each annoy index [default: 16].")
+        int | None, typer.Option(help="Trees of each annoy index (default 16).")
     ] = None,
     search_k: Annotated[
-        int | None, typer.Option(help="Nodes annoy inspects per query [default: 1000].")
+        int | None, typer.Option(help="Nodes annoy inspects per query (default 1000).")
     ] = None,
     min_ratio: Annotated[
-        float | None, typer.Option(help="Ratio test: 1 - d1/d2 at least [default: 0.2].")
+        float | None, typer.Option(help="Ratio test: 1 - d1/d2 at least (default 0.2).")
     ] = None,
     max_distance: Annotated[
-        float | None, typer.Option(help="Largest link distance, in [0, 2] [default: 0.8].")
+        float | None, typer.Option(help="Largest link distance, 0 to 2 (default 0.8).")
     ] = None,
     exact: Annotated[bool, typer.Option(help="Exact nearest neighbours instead of annoy.")] = False,
 ) -> None:
