@@ -48,6 +48,25 @@ def _root() -> None:
 
 
 @command()
+def demo(
+    out: Annotated[Path, typer.Option(help="Output folder (replaced if it holds a demo).")] = Path(
+        "runs/demo"
+    ),
+    n_train: Annotated[int, typer.Option(min=20, help="Synthetic training tiles.")] = 400,
+    n_test: Annotated[int, typer.Option(min=1, help="Synthetic test tiles.")] = 200,
+    seed: Annotated[int, typer.Option(help="Seed of the synthetic data.")] = 0,
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", help="Override a key of configs/demo.yaml.")
+    ] = None,
+    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+) -> None:
+    """Synthetic data -> k-fold training -> tuning -> submission -> report -> mosaic, offline."""
+    from saltseg.demo import run_demo
+
+    run_demo(out, n_train, n_test, seed, list(set_ or []), progress=progress, echo=typer.echo)
+
+
+@command()
 def version() -> None:
     """Print the saltseg version."""
     from saltseg import __version__
