@@ -34,6 +34,15 @@ _EXPORTS = {
     "train_kfold": "saltseg.training.kfold",
     "load_model": "saltseg.training.checkpoint",
     "predict_probs": "saltseg.inference.predict",
+    "predict_folder": "saltseg.inference.pipeline",
+    "tune_runs": "saltseg.inference.pipeline",
+    "Ensemble": "saltseg.inference.ensemble",
+    "PostProcess": "saltseg.inference.postprocess",
+    "run_mosaic": "saltseg.mosaic",
+    "mosaic_groups": "saltseg.mosaic",
+    "generate_dataset": "saltseg.data.synthetic",
+    "analyse": "saltseg.report",
+    "write_report": "saltseg.report",
     "SaltsegError": "saltseg.errors",
 }
 

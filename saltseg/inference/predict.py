@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from saltseg.config import Config
-from saltseg.data.datamodule import make_input
+from saltseg.data.channels import make_input
 from saltseg.data.transforms import build_eval_transform, restore_geometry
 from saltseg.errors import SaltsegError
 

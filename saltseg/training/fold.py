@@ -18,6 +18,10 @@ from saltseg.metrics import competition_metric
 from saltseg.training.checkpoint import AtomicCheckpointIO, load_model
 from saltseg.training.module import SaltModule
 
+# Out-of-fold predictions use predict's default views, so that post-processing is tuned on
+# probabilities like those it is applied to.
+OOF_TTA = ("none", "hflip")
+
 
 def _loggers(fold_dir: Path) -> list[Any]:
     attempt = len(list((fold_dir / "logs").glob("attempt_*")))  # one per start or resume
@@ -124,7 +128,9 @@ def train_fold(
     best = fold_dir / "best.ckpt"
     model, _, meta = load_model(best if best.exists() else last)
     val = datamodule.val_tiles
-    probs = predict_probs(model, config, val.images, val.depths, batch_size=config.data.batch_size)
+    probs = predict_probs(
+        model, config, val.images, val.depths, tta=OOF_TTA, batch_size=config.data.batch_size
+    )
     save_oof(fold_dir / "oof.npz", val.ids, probs)
     _merge_metrics(fold_dir)
     score = {
