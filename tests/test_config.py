@@ -70,3 +70,13 @@ def test_save_round_trip(tmp_path):
     save_config(config, tmp_path / "config.yaml")
     assert load_config(tmp_path / "config.yaml") == config
     assert yaml.safe_load((tmp_path / "config.yaml").read_text())["trainer"]["epochs"] == 3
+
+
+@pytest.mark.parametrize("path", sorted(CONFIGS.glob("*.yaml")), ids=lambda p: p.stem)
+def test_recipes_build_their_model(path):
+    from saltseg.models import create_model
+
+    config = load_config(path)
+    model = create_model({**config.model_kwargs(), "pretrained": False})
+    assert model.config["in_chans"] == 1 + len(config.data.extra_channels)
+    assert sum(p.numel() for p in model.parameters()) > 1e6
