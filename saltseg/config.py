@@ -110,10 +110,17 @@ class Config(_Strict):
     trainer: TrainerConfig = TrainerConfig()
     folds: list[int] | None = None
 
-    def model_kwargs(self) -> dict[str, Any]:
-        """The model's constructor arguments, with input channels set from the data config."""
+    def model_kwargs(self, pretrained: bool = True) -> dict[str, Any]:
+        """The model's constructor arguments, with input channels set from the data config.
+
+        Args:
+            pretrained: With False, a ``pretrained`` option is turned off (to check a recipe, or
+                when the weights come from a checkpoint).
+        """
         kwargs = self.model.model_dump()
         kwargs["in_chans"] = 1 + len(self.data.extra_channels)
+        if not pretrained and "pretrained" in kwargs:
+            kwargs["pretrained"] = False
         return kwargs
 
 

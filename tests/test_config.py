@@ -77,6 +77,6 @@ def test_recipes_build_their_model(path):
     from saltseg.models import create_model
 
     config = load_config(path)
-    model = create_model({**config.model_kwargs(), "pretrained": False})
+    model = create_model(config.model_kwargs(pretrained=False))
     assert model.config["in_chans"] == 1 + len(config.data.extra_channels)
     assert sum(p.numel() for p in model.parameters()) > 1e6

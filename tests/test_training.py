@@ -171,3 +171,13 @@ def test_loss_schedule_switches(tmp_path):
     assert torch.isfinite(total) and {"mask", "cls", "total"} <= set(parts)
     total.backward()
     assert torch.isfinite(logits.grad).all()
+
+
+def test_frrn_recipe_trains(data, tmp_path):
+    overrides = ["trainer.epochs=1", "data.k=2", "data.batch_size=8", "data.num_workers=0"]
+    overrides += ["model.width=0.125", "augment.size=101"]
+    config = load_config(CONFIGS / "frrn.yaml", overrides)
+    summary = train_kfold(config, tmp_path / "frrn", data=data, folds=[0], progress=False)
+    assert 0.0 <= summary["oof_score"] <= 1.0
+    model, config, _ = load_model(tmp_path / "frrn" / "fold_0" / "best.ckpt")
+    assert model.config["name"] == "frrn" and model.config["layout"] == "b"

@@ -55,9 +55,7 @@ def load_model(path: str | Path) -> tuple[nn.Module, Config, dict[str, Any]]:
 
     ckpt = read_checkpoint(path)
     config = config_from_dict(dict(ckpt["hyper_parameters"]["config"]))
-    kwargs = config.model_kwargs()
-    kwargs["pretrained"] = False  # the weights come from the checkpoint
-    model = create_model(kwargs)
+    model = create_model(config.model_kwargs(pretrained=False))  # weights from the checkpoint
     state = {k[6:]: v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
     try:
         model.load_state_dict(state)

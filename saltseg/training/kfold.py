@@ -125,7 +125,7 @@ def check_run_inputs(config: Config, data: Path | None, folds: list[int] | None)
     from saltseg.models import create_model
 
     try:
-        create_model({**config.model_kwargs(), "pretrained": False})
+        create_model(config.model_kwargs(pretrained=False))
     except TypeError as err:
         raise SaltsegError(f"bad model config: {err}") from None
     return Path(root)
