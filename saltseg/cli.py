@@ -296,6 +296,9 @@ def lr_find(
     min_lr: Annotated[float, typer.Option(help="Smallest learning rate.")] = 1e-6,
     max_lr: Annotated[float, typer.Option(help="Largest learning rate.")] = 1.0,
     steps: Annotated[int, typer.Option(help="Number of steps of the range test.")] = 100,
+    stop_factor: Annotated[
+        float, typer.Option(help="Stop when the loss exceeds this many times its best (0: never).")
+    ] = 4.0,
     set_: Annotated[
         list[str] | None, typer.Option("--set", help="Override a config key: section.key=value.")
     ] = None,
@@ -305,7 +308,16 @@ def lr_find(
     from saltseg.training.lr_finder import find_lr
 
     cfg = load_config(config, list(set_ or []))
-    result = find_lr(cfg, out, data=data, fold=fold, min_lr=min_lr, max_lr=max_lr, steps=steps)
+    result = find_lr(
+        cfg,
+        out,
+        data=data,
+        fold=fold,
+        min_lr=min_lr,
+        max_lr=max_lr,
+        steps=steps,
+        stop_factor=stop_factor or None,
+    )
     typer.echo(f"suggested lr {result['suggestion']:.3g}; plot written to {out}")
 
 

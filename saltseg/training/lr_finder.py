@@ -12,6 +12,24 @@ from saltseg.config import Config
 from saltseg.errors import SaltsegError
 
 
+def steepest_descent(lrs: list[float], losses: list[float], skip: float = 0.1) -> float:
+    """The learning rate where the loss falls fastest against log(lr).
+
+    The first and last ``skip`` fraction of the points (warm-up noise, divergence) are left out
+    when at least three points remain.
+    """
+    lr, loss = np.asarray(lrs, dtype=np.float64), np.asarray(losses, dtype=np.float64)
+    keep = np.isfinite(loss) & (lr > 0)
+    lr, loss = lr[keep], loss[keep]
+    if len(lr) < 3:
+        raise SaltsegError("the LR range test has fewer than three finite losses")
+    cut = int(len(lr) * skip)
+    if len(lr) - 2 * cut >= 3:
+        lr, loss = lr[cut : len(lr) - cut], loss[cut : len(loss) - cut]
+    slope = np.gradient(loss, np.log(lr))
+    return float(lr[int(np.argmin(slope))])
+
+
 def find_lr(
     config: Config,
     out: str | Path,
@@ -20,11 +38,13 @@ def find_lr(
     min_lr: float = 1e-6,
     max_lr: float = 1.0,
     steps: int = 100,
+    stop_factor: float | None = 4.0,
 ) -> dict[str, Any]:
     """Run the range test on the training tiles of one fold; write the plot to ``out``.
 
     The learning rate grows exponentially from ``min_lr`` to ``max_lr`` over ``steps`` batches
-    (stopping early when the loss diverges); the suggestion is the point of steepest descent of
+    (stopping early once the smoothed loss exceeds ``stop_factor`` times its best value; None
+    runs the whole range); the suggestion is the point of steepest descent of
     the smoothed loss.
 
     Returns:
@@ -59,7 +79,9 @@ def find_lr(
     module = SaltModule(config)
     with tempfile.TemporaryDirectory() as tmp:
         trainer = make_trainer(
-            config.model_copy(update={"trainer": config.trainer.model_copy(update={"epochs": 1})}),
+            config.model_copy(
+                update={"trainer": config.trainer.model_copy(update={"epochs": steps})}
+            ),
             Path(tmp),
             progress=False,
         )
@@ -69,17 +91,19 @@ def find_lr(
             min_lr=min_lr,
             max_lr=max_lr,
             num_training=steps,
+            early_stop_threshold=stop_factor,
             update_attr=False,
         )
-    if finder is None or not finder.results.get("lr"):
-        raise SaltsegError("the LR range test produced no results")
-    suggestion = finder.suggestion()
-    if suggestion is None:
-        raise SaltsegError("the LR range test found no descending stretch: widen the range")
+    if finder is None or len(finder.results.get("lr", [])) < 3:
+        raise SaltsegError("the LR range test stopped before three steps: widen the range")
+    suggestion = steepest_descent(finder.results["lr"], finder.results["loss"])
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    figure = finder.plot(suggest=True)
-    figure.axes[0].set_title(f"LR range test: suggested {suggestion:.3g}")
+    figure = finder.plot(suggest=False)
+    axes = figure.axes[0]
+    axes.axvline(suggestion, color="tab:red", linestyle="--", label=f"suggested {suggestion:.3g}")
+    axes.legend()
+    axes.set_title("LR range test (smoothed loss)")
     figure.savefig(out, dpi=100)
     return {
         "suggestion": float(suggestion),
