@@ -1,5 +1,6 @@
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import lightning as L
 import numpy as np
@@ -181,3 +182,22 @@ def test_frrn_recipe_trains(data, tmp_path):
     assert 0.0 <= summary["oof_score"] <= 1.0
     model, config, _ = load_model(tmp_path / "frrn" / "fold_0" / "best.ckpt")
     assert model.config["name"] == "frrn" and model.config["layout"] == "b"
+
+
+def test_discriminative_lrs_and_frozen_encoder_warm_up():
+    from saltseg.training.module import SaltModule, param_groups
+
+    config = tiny_config("optim.encoder_lr_mult=0.1", "optim.freeze_encoder_epochs=1")
+    module = SaltModule(config)
+    groups = param_groups(module.model, config.optim)
+    assert [g["lr"] for g in groups] == pytest.approx([config.optim.lr * 0.1, config.optim.lr])
+    encoder_ids = {id(p) for p in module.model.encoder.parameters()}
+    assert {id(p) for p in groups[0]["params"]} == encoder_ids
+    assert not encoder_ids & {id(p) for p in groups[1]["params"]}
+    module.on_train_epoch_start()  # epoch 0: encoder frozen
+    assert not any(p.requires_grad for p in module.model.encoder.parameters())
+    others = [p for p in module.model.parameters() if id(p) not in encoder_ids]
+    assert all(p.requires_grad for p in others)
+    module._trainer = SimpleNamespace(current_epoch=1)  # epoch 1: encoder trains again
+    module.on_train_epoch_start()
+    assert all(p.requires_grad for p in module.model.encoder.parameters())
