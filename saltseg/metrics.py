@@ -30,16 +30,16 @@ def _as_batch(masks: np.ndarray, name: str) -> np.ndarray:
     return masks.astype(bool, copy=False).reshape(len(masks), -1)
 
 
-def _counts(truth: np.ndarray, pred: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _counts(truth: np.ndarray, pred: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Intersection and union pixel counts per image."""
     t, p = _as_batch(truth, "truth"), _as_batch(pred, "pred")
     if t.shape != p.shape:
         raise SaltsegError(f"truth and pred shapes differ: {t.shape} vs {p.shape}")
     # Population counts of bit-packed rows are several times faster than summing bools.
     t_bits, p_bits = np.packbits(t, axis=1), np.packbits(p, axis=1)
-    n_truth = np.bitwise_count(t_bits).sum(axis=1, dtype=np.int64)
-    n_pred = np.bitwise_count(p_bits).sum(axis=1, dtype=np.int64)
     inter = np.bitwise_count(t_bits & p_bits).sum(axis=1, dtype=np.int64)
-    return inter, n_truth + n_pred - inter, n_truth
+    union = np.bitwise_count(t_bits | p_bits).sum(axis=1, dtype=np.int64)
+    return inter, union
 
 
 def iou(truth: np.ndarray, pred: np.ndarray) -> np.ndarray:
@@ -49,7 +49,7 @@ def iou(truth: np.ndarray, pred: np.ndarray) -> np.ndarray:
         truth: bool ``(N, H, W)`` (or ``(H, W)``, or ``(N, 1, H, W)``).
         pred: bool, same shape.
     """
-    inter, union, _ = _counts(truth, pred)
+    inter, union = _counts(truth, pred)
     out = np.ones(len(inter), dtype=np.float64)
     nonzero = union > 0
     out[nonzero] = inter[nonzero] / union[nonzero]
@@ -58,7 +58,7 @@ def iou(truth: np.ndarray, pred: np.ndarray) -> np.ndarray:
 
 def image_scores(truth: np.ndarray, pred: np.ndarray) -> np.ndarray:
     """Competition score of each image, ``(N,)``: the mean over thresholds of IoU > t."""
-    inter, union, _ = _counts(truth, pred)
+    inter, union = _counts(truth, pred)
     hits = 20 * inter[:, None] > THRESHOLD_STEPS[None, :] * union[:, None]
     scores = hits.mean(axis=1)
     scores[union == 0] = 1.0  # empty truth and empty prediction

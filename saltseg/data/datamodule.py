@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import albumentations as A
 import lightning as L
@@ -12,6 +13,9 @@ from torch.utils.data import DataLoader, Dataset
 
 from saltseg.data.channels import make_input
 from saltseg.data.tgs import TileSet
+
+if TYPE_CHECKING:
+    from saltseg.config import Config
 from saltseg.data.transforms import (
     AugmentConfig,
     apply,
@@ -81,6 +85,21 @@ class FoldDataModule(L.LightningDataModule):
         self.num_workers = num_workers
         self.extra_channels = tuple(extra_channels)
         self.seed = seed
+
+    @classmethod
+    def from_config(
+        cls, tiles: TileSet, val_index: np.ndarray, config: Config, seed: int | None = None
+    ) -> FoldDataModule:
+        """The data module of a recipe's ``data`` and ``augment`` sections."""
+        return cls(
+            tiles,
+            val_index,
+            config.augment,
+            batch_size=config.data.batch_size,
+            num_workers=config.data.num_workers,
+            extra_channels=config.data.extra_channels,
+            seed=seed,
+        )
 
     def _loader(self, dataset: Dataset, shuffle: bool) -> DataLoader:
         return DataLoader(

@@ -109,15 +109,7 @@ def train_fold(
 
     fold_dir.mkdir(parents=True, exist_ok=True)
     L.seed_everything(config.trainer.seed + fold, workers=True, verbose=False)
-    datamodule = FoldDataModule(
-        tiles,
-        val_index,
-        config.augment,
-        batch_size=config.data.batch_size,
-        num_workers=config.data.num_workers,
-        extra_channels=config.data.extra_channels,
-        seed=config.trainer.seed + fold,
-    )
+    datamodule = FoldDataModule.from_config(tiles, val_index, config, config.trainer.seed + fold)
     trainer = make_trainer(config, fold_dir, progress)
     last = fold_dir / "last.ckpt"
     ckpt_path = str(last) if resume and last.exists() else None

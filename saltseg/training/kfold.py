@@ -96,9 +96,11 @@ def _check_run_folder(out: Path, resume: bool, overwrite: bool) -> None:
         raise SaltsegError(f"nothing to resume: {out} holds no run")
 
 
-def _split(config: Config, tiles: TileSet, out: Path, resume: bool) -> pd.DataFrame:
-    """The run's folds: its own folds.csv on resume, else the configured file, else made anew."""
-    if resume and (out / "folds.csv").exists():
+def split_folds(
+    config: Config, tiles: TileSet, out: Path | None = None, resume: bool = False
+) -> pd.DataFrame:
+    """The folds of a run: its own folds.csv on resume, else the configured file, else new ones."""
+    if resume and out is not None and (out / "folds.csv").exists():
         return read_folds(out / "folds.csv", ids=tiles.ids, k=config.data.k)
     if config.data.folds_file is not None:
         frame = read_folds(config.data.folds_file, ids=tiles.ids, k=config.data.k)
@@ -168,7 +170,7 @@ def train_kfold(
     root = check_run_inputs(config, Path(data) if data else None, folds).resolve()
     config = config.model_copy(update={"data": config.data.model_copy(update={"root": root})})
     tiles = load_dataset(root, "train")
-    frame = _split(config, tiles, out, resume)
+    frame = split_folds(config, tiles, out, resume)
     if is_zero:
         if overwrite and not resume and out.exists():
             shutil.rmtree(out)

@@ -56,26 +56,18 @@ def find_lr(
     from lightning.pytorch.tuner import Tuner
 
     from saltseg.data.datamodule import FoldDataModule
-    from saltseg.data.folds import make_folds
     from saltseg.data.tgs import load_dataset
     from saltseg.training.fold import make_trainer
-    from saltseg.training.kfold import check_run_inputs
+    from saltseg.training.kfold import check_run_inputs, split_folds
     from saltseg.training.module import SaltModule
 
     if not 0 < min_lr < max_lr:
         raise SaltsegError(f"need 0 < min_lr < max_lr, got {min_lr} and {max_lr}")
     root = check_run_inputs(config, Path(data) if data else None, [fold])
     tiles = load_dataset(root, "train")
-    frame = make_folds(tiles.ids, tiles.masks, k=config.data.k, seed=config.data.fold_seed)
-    datamodule = FoldDataModule(
-        tiles,
-        np.flatnonzero(frame["fold"].to_numpy() == fold),
-        config.augment,
-        batch_size=config.data.batch_size,
-        num_workers=config.data.num_workers,
-        extra_channels=config.data.extra_channels,
-        seed=config.trainer.seed,
-    )
+    frame = split_folds(config, tiles)  # the split that training uses
+    val_index = np.flatnonzero(frame["fold"].to_numpy() == fold)
+    datamodule = FoldDataModule.from_config(tiles, val_index, config, config.trainer.seed)
     module = SaltModule(config)
     with tempfile.TemporaryDirectory() as tmp:
         trainer = make_trainer(
