@@ -32,7 +32,7 @@ from _results import machine, write_section  # noqa: E402
 from saltseg.config import load_config  # noqa: E402
 from saltseg.data.tgs import write_image_png  # noqa: E402
 from saltseg.inference.onnx import export_onnx, onnx_session, session_runner  # noqa: E402
-from saltseg.inference.predict import predict_with, prepare_inputs, torch_runner  # noqa: E402
+from saltseg.tta import predict_with, prepare_inputs, torch_runner  # noqa: E402
 from saltseg.inference.source import open_tiles  # noqa: E402
 from saltseg.models import create_model  # noqa: E402
 

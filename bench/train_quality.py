@@ -74,7 +74,7 @@ def run_ours(budget_s: float, epochs: int) -> dict:
     from saltseg.config import load_config
     from saltseg.data.datamodule import FoldDataModule
     from saltseg.data.tgs import load_dataset
-    from saltseg.inference.predict import predict_probs
+    from saltseg.tta import predict_probs
     from saltseg.metrics import competition_metric
     from saltseg.training.module import SaltModule
 

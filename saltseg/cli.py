@@ -139,38 +139,19 @@ def evaluate(
         Path | None, typer.Option(help="Write id,iou,score per image to this CSV.")
     ] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing --per-image file.")] = False,
 ) -> None:
     """Score predictions against the truth with the competition metric."""
     import json
 
-    import pandas as pd
+    from saltseg.evaluate import evaluate as score
 
-    from saltseg.data.tgs import load_masks
-    from saltseg.metrics import image_scores, iou
-
-    truth_ids, truth_masks = load_masks(truth)
-    pred_ids, pred_masks = load_masks(pred)
-    missing, extra = set(truth_ids) - set(pred_ids), set(pred_ids) - set(truth_ids)
-    if missing:
-        raise SaltsegError(
-            f"{pred}: no prediction for {len(missing)} id(s) of the truth, "
-            f"e.g. {sorted(missing)[0]!r}"
-        )
-    if extra:
-        raise SaltsegError(
-            f"{pred}: {len(extra)} id(s) not in the truth, e.g. {sorted(extra)[0]!r}"
-        )
-    scores = image_scores(truth_masks, pred_masks)
-    ious = iou(truth_masks, pred_masks)
-    if per_image is not None:
-        frame = pd.DataFrame({"id": truth_ids, "iou": ious, "score": scores})
-        frame.to_csv(per_image, index=False, float_format="%.6f")
-    result = {"score": float(scores.mean()), "n": len(truth_ids), "mean_iou": float(ious.mean())}
+    result = score(truth, pred, per_image, overwrite)
     if json_output:
         typer.echo(json.dumps(result))
     else:
         typer.echo(
-            f"score {result['score']:.4f}  (mean IoU {result['mean_iou']:.4f}, {len(scores)} tiles)"
+            f"score {result['score']:.4f}  (mean IoU {result['mean_iou']:.4f}, {result['n']} tiles)"
         )
 
 
@@ -184,11 +165,14 @@ def folds(
     group_by_mosaic: Annotated[
         Path | None, typer.Option(help="mosaics.csv: keep each mosaic within one fold.")
     ] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing output CSV.")] = False,
 ) -> None:
     """Write folds.csv: k folds stratified by salt coverage class and depth."""
     from saltseg.data.folds import make_folds, write_folds
     from saltseg.data.tgs import load_dataset
+    from saltseg.io import check_output_file
 
+    out = check_output_file(out or Path(data) / "folds.csv", overwrite)
     tiles = load_dataset(data, "train")
     groups = None
     if group_by_mosaic is not None:
@@ -204,7 +188,7 @@ def folds(
         depth_bins=depth_bins,
         groups=groups,
     )
-    out = out or Path(data) / "folds.csv"
+    out.parent.mkdir(parents=True, exist_ok=True)
     write_folds(frame, out)
     sizes = frame["fold"].value_counts().sort_index().tolist()
     typer.echo(f"wrote {out}: {len(frame)} tiles in {k} folds of sizes {sizes}")
@@ -242,8 +226,11 @@ def _trainer_overrides(**flags: object) -> list[str]:
 
 @command()
 def train(
-    config: Annotated[Path, typer.Option(help="Recipe YAML (see configs/).")],
     out: Annotated[Path, typer.Option(help="Run folder, e.g. runs/NAME.")],
+    config: Annotated[
+        Path | None,
+        typer.Option(help="Recipe YAML (see configs/); with --resume the run's own is used."),
+    ] = None,
     data: Annotated[Path | None, typer.Option(help="Kaggle-layout data folder.")] = None,
     folds: Annotated[str | None, typer.Option(help="Folds to train, e.g. 0,1,2.")] = None,
     resume: Annotated[bool, typer.Option(help="Continue the run in --out.")] = False,
@@ -258,8 +245,15 @@ def train(
     accelerator: Annotated[str | None, typer.Option(help="auto, cpu, gpu.")] = None,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
 ) -> None:
-    """Train every fold of a recipe; prints and saves the out-of-fold score."""
+    """Train every fold of a recipe; prints and saves the out-of-fold score.
+
+    --overwrite replaces a saltseg run in --out once every setting has been checked; a folder
+    holding anything else is never used. --resume continues the run with its own config: a
+    --config or --set may change only the hardware settings (devices, nodes, strategy,
+    accelerator, precision, data workers).
+    """
     from saltseg.config import load_config
+    from saltseg.runs import Run
     from saltseg.training.kfold import train_kfold
 
     overrides = list(set_ or []) + _trainer_overrides(
@@ -269,7 +263,13 @@ def train(
         precision=precision,
         accelerator=accelerator,
     )
-    cfg = load_config(config, overrides)
+    if config is None and not resume:
+        raise SaltsegError("--config is required (only --resume reads the run's own config)")
+    cfg = None
+    if config is not None:
+        cfg = load_config(config, overrides)
+    elif overrides:
+        cfg = load_config(Run.open(out).config_path, overrides)
     summary = train_kfold(
         cfg,
         out,
@@ -302,6 +302,7 @@ def lr_find(
     set_: Annotated[
         list[str] | None, typer.Option("--set", help="Override a config key: section.key=value.")
     ] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing output PNG.")] = False,
 ) -> None:
     """The learning-rate range test: a loss-vs-LR plot and a suggested learning rate."""
     from saltseg.config import load_config
@@ -317,6 +318,7 @@ def lr_find(
         max_lr=max_lr,
         steps=steps,
         stop_factor=stop_factor or None,
+        overwrite=overwrite,
     )
     typer.echo(f"suggested lr {result['suggestion']:.3g}; plot written to {out}")
 
@@ -333,18 +335,17 @@ def augment_preview(
     config: Annotated[
         Path | None, typer.Option(help="YAML with augment settings ('augment:' section or flat).")
     ] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing output PNG.")] = False,
 ) -> None:
     """Write a PNG grid: per row a tile at model geometry, then augmented copies (mask in red)."""
     import numpy as np
     from PIL import Image
 
-    from saltseg.data.transforms import (
-        AugmentConfig,
-        demo_tiles,
-        load_augment_config,
-        preview_grid,
-    )
+    from saltseg.config import AugmentConfig, load_augment_config
+    from saltseg.data.transforms import demo_tiles, preview_grid
+    from saltseg.io import atomic_path, check_output_file
 
+    out = check_output_file(out, overwrite)
     cfg = load_augment_config(config) if config else AugmentConfig()
     if data is None:
         images, masks = demo_tiles(n, seed)
@@ -359,20 +360,12 @@ def augment_preview(
         images, masks = tiles.images[pick], tiles.masks[pick]
     grid = preview_grid(images, masks, cfg, n_aug=augs, seed=seed)
     out.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(grid).save(out)
+    with atomic_path(out) as tmp:
+        Image.fromarray(grid).save(tmp, format="PNG")
     typer.echo(f"wrote {out}: {len(images)} tiles x {1 + augs} columns, {cfg.size}px cells")
 
 
 # --- inference ----------------------------------------------------------------------------------
-
-
-def _tta_views(text: str) -> tuple[str, ...]:
-    from saltseg.inference.predict import parse_tta
-
-    views = parse_tta(text)
-    if views == ("none",):
-        return views
-    return ("none", *(v for v in views if v != "none"))
 
 
 def _pair(text: str, name: str) -> tuple[float, float]:
@@ -424,6 +417,9 @@ def predict(
     batch_size: Annotated[int, typer.Option(min=1, help="Tiles per forward pass.")] = 8,
     chunk_size: Annotated[int, typer.Option(min=1, help="Tiles held in memory at once.")] = 256,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    overwrite: Annotated[
+        bool, typer.Option(help="Replace an earlier prediction in --out (its files only).")
+    ] = False,
 ) -> None:
     """Predict tiles with the fold models of one or more runs and write a Kaggle submission."""
     from saltseg.inference.pipeline import predict_folder
@@ -433,7 +429,7 @@ def predict(
         data,
         out,
         split=split,
-        tta=_tta_views(tta),
+        tta=tta,
         weights=weights,
         top_k=top_k,
         postprocess=postprocess,
@@ -447,6 +443,7 @@ def predict(
         batch_size=batch_size,
         chunk_size=chunk_size,
         progress=progress,
+        overwrite=overwrite,
     )
     typer.echo(
         f"wrote {summary['files']['submission']}: {summary['n_tiles']} tiles "
@@ -507,11 +504,12 @@ def report(
     ] = None,
     out: Annotated[Path, typer.Option(help="Output HTML file.")] = Path("report.html"),
     worst: Annotated[int, typer.Option(min=0, help="Worst tiles shown per error category.")] = 24,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing output file.")] = False,
 ) -> None:
     """Write a self-contained HTML error analysis of a run's out-of-fold predictions."""
     from saltseg.report import build_report
 
-    result = build_report(run, data, out, worst=worst)
+    result = build_report(run, data, out, worst=worst, overwrite=overwrite)
     top = result.categories.sort_values("loss_share").iloc[-1]
     typer.echo(
         f"wrote {out}: OOF score {result.headline_score:.4f} on {result.n_tiles} tiles; "
@@ -543,6 +541,9 @@ def mosaic(
         float | None, typer.Option(help="Largest link distance, 0 to 2 (default 0.8).")
     ] = None,
     exact: Annotated[bool, typer.Option(help="Exact nearest neighbours instead of annoy.")] = False,
+    overwrite: Annotated[
+        bool, typer.Option(help="Replace an earlier mosaic in --out (its files only).")
+    ] = False,
 ) -> None:
     """Solve the jigsaw: neighbors.csv, mosaics.csv and a PNG per large mosaic."""
     from saltseg.mosaic import MosaicConfig, run_mosaic
@@ -556,7 +557,9 @@ def mosaic(
     config = MosaicConfig(
         method="exact" if exact else "annoy", **{k: v for k, v in given.items() if v is not None}
     )
-    summary = run_mosaic(data, out, pred=pred, config=config, min_size=min_size)
+    summary = run_mosaic(
+        data, out, pred=pred, config=config, min_size=min_size, overwrite=overwrite
+    )
     typer.echo(
         f"wrote {out}: {summary['links']} links, {summary['mosaics']} mosaics of "
         f"{summary['tiles']} tiles (largest {summary['largest']}), {summary['drawn']} drawn, "

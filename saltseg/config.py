@@ -7,15 +7,16 @@ validates the result; unknown keys and bad values raise :class:`SaltsegError` na
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from saltseg.data.transforms import AugmentConfig
 from saltseg.errors import SaltsegError
+from saltseg.io import write_text
+from saltseg.postprocess import DEFAULT_THRESHOLD
+from saltseg.rle import TILE
 
 
 class _Strict(BaseModel):
@@ -27,6 +28,79 @@ class ModelConfig(BaseModel):
 
     model_config = ConfigDict(extra="allow")
     name: str = "unet"
+
+
+class AugmentConfig(BaseModel):
+    """Augmentation and input-geometry settings (all probabilities in [0, 1]).
+
+    Attributes:
+        size: Model input side (>= 101), e.g. 101, 128 or 202.
+        geometry: ``"pad"`` (reflect-pad 101 -> size, centred) or ``"resize"`` (101 -> size).
+        hflip_p: Horizontal flip probability.
+        vflip_p: Vertical flip probability; 0 by default since seismic depth has a direction.
+        shift_limit: Largest shift, as a fraction of the side.
+        scale_limit: Zoom range ``1 +- scale_limit``.
+        rotate_limit: Largest rotation in degrees.
+        affine_p: Probability of the shift/scale/rotate step (reflected borders).
+        crop: ``"none"``; ``"random"``: reflect-pad by ``crop_pad`` and crop 101 back at random;
+            ``"resized"``: crop ``crop_scale`` of the area (aspect 3/4..4/3) and resize to 101.
+        crop_p: Probability of the crop step.
+        crop_pad: Padding for ``crop="random"``, in pixels.
+        crop_scale: Area range for ``crop="resized"``.
+        brightness_limit: Brightness shift range ``+-limit``.
+        contrast_limit: Contrast factor range ``1 +- limit``.
+        brightness_contrast_p: Probability of the brightness/contrast step.
+        gamma_limit: Gamma range in percent (100 = identity).
+        gamma_p: Probability of the gamma step.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    size: int = Field(TILE, ge=TILE, le=1024)
+    geometry: Literal["pad", "resize"] = "pad"
+    hflip_p: float = Field(0.5, ge=0.0, le=1.0)
+    vflip_p: float = Field(0.0, ge=0.0, le=1.0)
+    shift_limit: float = Field(0.1, ge=0.0, le=0.5)
+    scale_limit: float = Field(0.1, ge=0.0, lt=1.0)
+    rotate_limit: float = Field(5.0, ge=0.0, le=180.0)
+    affine_p: float = Field(0.5, ge=0.0, le=1.0)
+    crop: Literal["none", "random", "resized"] = "none"
+    crop_p: float = Field(0.5, ge=0.0, le=1.0)
+    crop_pad: int = Field(13, ge=1, le=TILE)
+    crop_scale: tuple[float, float] = (0.6, 1.0)
+    brightness_limit: float = Field(0.1, ge=0.0, le=1.0)
+    contrast_limit: float = Field(0.1, ge=0.0, le=1.0)
+    brightness_contrast_p: float = Field(0.5, ge=0.0, le=1.0)
+    gamma_limit: tuple[float, float] = (80.0, 120.0)
+    gamma_p: float = Field(0.0, ge=0.0, le=1.0)
+
+    @model_validator(mode="after")
+    def _check_ranges(self) -> AugmentConfig:
+        lo, hi = self.crop_scale
+        if not 0 < lo <= hi <= 1:
+            raise ValueError(f"crop_scale must satisfy 0 < low <= high <= 1, got {self.crop_scale}")
+        lo, hi = self.gamma_limit
+        if not 0 < lo <= hi:
+            raise ValueError(f"gamma_limit must satisfy 0 < low <= high, got {self.gamma_limit}")
+        return self
+
+
+def load_augment_config(path: str | Path) -> AugmentConfig:
+    """Read an :class:`AugmentConfig` from YAML: the ``augment:`` section if any, else the file."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as err:
+        raise SaltsegError(f"cannot read augment config {path}: {err}") from None
+    if isinstance(data, dict) and isinstance(data.get("augment"), dict):
+        data = data["augment"]
+    if not isinstance(data, dict):
+        raise SaltsegError(f"augment config {path} is not a mapping")
+    try:
+        return AugmentConfig(**data)
+    except ValidationError as err:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors())
+        raise SaltsegError(f"bad augment config {path}: {problems}") from None
 
 
 class DataConfig(_Strict):
@@ -95,7 +169,7 @@ class TrainerConfig(_Strict):
     limit_val_batches: float | int = 1.0
     gradient_clip_val: float | None = None
     log_every_n_steps: int = Field(10, ge=1)
-    threshold: float = Field(0.5, gt=0, lt=1)
+    threshold: float = Field(DEFAULT_THRESHOLD, gt=0, lt=1)
 
 
 class Config(_Strict):
@@ -183,7 +257,4 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
 
 def save_config(config: Config, path: str | Path) -> None:
     """Write the resolved config as YAML, atomically."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
-    tmp.replace(path)
+    write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False), path)

@@ -12,7 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from saltseg.errors import SaltsegError
+from saltseg.io import write_json
+from saltseg.outputs import check_folder_path
 
+MARKER = "demo.json"
 DEMO_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "demo.yaml"
 
 
@@ -33,8 +36,10 @@ def run_demo(
 ) -> dict[str, Any]:
     """Run the whole pipeline into ``out`` (rerunning replaces the previous demo).
 
-    Writes ``out/data`` (synthetic Kaggle layout), ``out/run`` (k-fold training, OOF score,
-    post-processing), ``out/predict/submission.csv``, ``out/report.html`` and ``out/mosaic``.
+    ``out`` must be missing, empty, or a folder of an earlier demo (``demo.json``); each stage
+    replaces only its own earlier outputs. Writes ``out/data`` (synthetic Kaggle layout),
+    ``out/run`` (k-fold training, OOF score, post-processing), ``out/predict/submission.csv``,
+    ``out/report.html`` and ``out/mosaic``.
 
     Returns:
         The headline numbers of each stage.
@@ -47,14 +52,22 @@ def run_demo(
     from saltseg.training.kfold import train_kfold
 
     out = Path(out)
+    check_folder_path(out)
+    marker = out / MARKER
+    if out.is_dir() and any(out.iterdir()) and not marker.is_file():
+        raise SaltsegError(
+            f"{out} is not empty and holds no earlier demo ({MARKER}): choose a new or empty folder"
+        )
+    config = load_config(_config_path(), overrides or [])
     data, run = out / "data", out / "run"
     started = time.perf_counter()
     results: dict[str, Any] = {}
+    out.mkdir(parents=True, exist_ok=True)
+    write_json({"demo": True, "n_train": n_train, "n_test": n_test, "seed": seed}, marker)
 
     echo(f"[1/6] synthetic data: {n_train} training + {n_test} test tiles -> {data}")
     generate_dataset(data, n_train=n_train, n_test=n_test, seed=seed, overwrite=True)
 
-    config = load_config(_config_path(), overrides or [])
     echo(f"[2/6] training '{config.name}': {config.data.k} folds x {config.trainer.epochs} epochs")
     summary = train_kfold(config, run, data=data, overwrite=True, progress=progress)
     results["oof_score"] = summary["oof_score"]
@@ -66,16 +79,18 @@ def run_demo(
     echo(f"      OOF score {post.info['oof_score_after']:.4f} with {post.describe()}")
 
     echo("[4/6] predicting the test tiles (flip TTA, mean over folds)")
-    pred = predict_folder([run], data, out / "predict", progress=progress)
+    pred = predict_folder([run], data, out / "predict", progress=progress, overwrite=True)
     results["submission"] = str(pred["files"]["submission"])
     echo(f"      {pred['n_tiles']} tiles, {pred['n_empty']} empty -> {results['submission']}")
 
     echo("[5/6] error-analysis report")
-    report = build_report(run, data, out / "report.html")
+    report = build_report(run, data, out / "report.html", overwrite=True)
     echo(f"      {out / 'report.html'} (OOF score {report.headline_score:.4f})")
 
     echo("[6/6] jigsaw: rebuilding the sections from train and test tiles")
-    mosaic = run_mosaic(data, out / "mosaic", pred=out / "predict" / "submission.csv")
+    mosaic = run_mosaic(
+        data, out / "mosaic", pred=out / "predict" / "submission.csv", overwrite=True
+    )
     quality = evaluate_links(
         read_truth(data / "mosaic_truth.csv"), read_neighbors(out / "mosaic" / "neighbors.csv")
     )

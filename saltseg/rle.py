@@ -6,7 +6,9 @@ import numpy as np
 
 from saltseg.errors import SaltsegError
 
-TILE_SHAPE = (101, 101)
+TILE = 101
+"""Side of a Kaggle tile, in pixels."""
+TILE_SHAPE = (TILE, TILE)
 
 
 def rle_encode(mask: np.ndarray) -> str:

@@ -17,9 +17,9 @@ from saltseg.errors import SaltsegError
 from saltseg.inference.ensemble import Ensemble, select_members
 from saltseg.inference.onnx import export_run, load_onnx
 from saltseg.inference.pipeline import predict_folder, tune_runs
-from saltseg.inference.predict import predict_with, prepare_inputs, torch_runner
+from saltseg.tta import predict_with, prepare_inputs, torch_runner
 from saltseg.rle import rle_decode
-from saltseg.training.checkpoint import load_model
+from saltseg.runs import load_model
 from saltseg.training.kfold import train_kfold
 from tests.test_tgs import make_layout
 

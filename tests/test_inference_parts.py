@@ -12,14 +12,14 @@ from torch import nn
 from saltseg.config import load_config
 from saltseg.errors import SaltsegError
 from saltseg.inference.ensemble import Ensemble, Member, parse_weights, select_members
-from saltseg.inference.postprocess import (
+from saltseg.postprocess import (
     PostProcess,
     constant_tiles,
     load_postprocess,
     save_postprocess,
     tune_postprocess,
 )
-from saltseg.inference.predict import parse_tta, predict_probs
+from saltseg.tta import parse_tta, predict_probs
 from saltseg.inference.pseudo import PseudoLabelWriter, confident, uncertain_fraction
 from saltseg.inference.source import open_tiles
 from saltseg.inference.submission import ProbWriter, SubmissionWriter
@@ -97,6 +97,8 @@ def test_unknown_tta_views_are_rejected():
 
 
 def fake_run(root: Path, scores):
+    root.mkdir(parents=True)
+    (root / "run.json").write_text('{"format": "saltseg-run"}')
     for fold, score in enumerate(scores):
         (root / f"fold_{fold}").mkdir(parents=True)
         (root / f"fold_{fold}" / "best.ckpt").write_bytes(b"")
@@ -122,8 +124,11 @@ def test_weights_and_top_k_select_members(tmp_path):
     with pytest.raises(SaltsegError, match="non-negative"):
         parse_weights("1,-1", 2)
     (tmp_path / "empty").mkdir()
-    with pytest.raises(SaltsegError, match="no fold checkpoints"):
+    with pytest.raises(SaltsegError, match="not a saltseg run"):
         select_members([tmp_path / "empty"])
+    fake_run(tmp_path / "no-folds", [])
+    with pytest.raises(SaltsegError, match="no fold checkpoints"):
+        select_members([tmp_path / "no-folds"])
     (b / "fold_0" / "score.json").unlink()
     with pytest.raises(SaltsegError, match="score.json"):
         select_members([b], top_k=1)
@@ -266,6 +271,8 @@ def test_pseudo_labels_keep_confident_tiles(tmp_path):
         paths.append(tmp_path / f"t{i}.png")
         paths[-1].write_bytes(b"png")
     writer = PseudoLabelWriter(tmp_path / "pseudo")
+    assert not (tmp_path / "pseudo").exists()  # nothing written before start()
+    writer.start()
     kept = writer.write(["t0", "t1", "t2"], paths, probs, probs > 0.5, np.array([1.0, 2.0, 3.0]))
     assert kept == 2
     assert writer.close() == {"kept": 2, "seen": 3, "with_salt": 1}
@@ -278,7 +285,12 @@ def test_pseudo_labels_keep_confident_tiles(tmp_path):
         "t0.png",
         "t2.png",
     ]
-    with pytest.raises(SaltsegError, match="already exists"):
+    with pytest.raises(SaltsegError, match="earlier result"):
         PseudoLabelWriter(tmp_path / "pseudo")
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "train.csv").write_text("mine")
+    with pytest.raises(SaltsegError, match="holds no pseudo-labels.json"):
+        PseudoLabelWriter(tmp_path / "notes", overwrite=True)
+    assert (tmp_path / "notes" / "train.csv").read_text() == "mine"
     with pytest.raises(SaltsegError, match="band"):
         PseudoLabelWriter(tmp_path / "other", band=(0.8, 0.2))

@@ -13,7 +13,9 @@ from saltseg.metrics import competition_metric
 from saltseg.report import analyse, write_report
 from saltseg.report.analysis import calibration_table
 from saltseg.report.tables import category_table, coverage_table, tile_table, worst_tiles
-from saltseg.training.kfold import save_oof, write_json
+from saltseg.config import Config
+from saltseg.io import write_json
+from saltseg.runs import Run
 from tests.test_tgs import make_layout
 
 S = 101
@@ -55,6 +57,9 @@ def write_fake_run(root, truth, probs, cls=None, postprocess=None, extra_ids=())
     depths = pd.DataFrame({"id": ids, "z": 100 * np.arange(1, len(ids) + 1)})
     depths.to_csv(data / "depths.csv", index=False)
     folds = np.arange(len(truth)) % 2
+    owner = Run(run)
+    config = Config.model_validate({"data": {"k": 2}})
+    owner.initialise(config, pd.DataFrame({"id": ids, "fold": folds}))
     for fold in (0, 1):
         sel = np.flatnonzero(folds == fold)
         (run / f"fold_{fold}").mkdir(parents=True)
@@ -64,7 +69,7 @@ def write_fake_run(root, truth, probs, cls=None, postprocess=None, extra_ids=())
         fold_ids = [ids[i] for i in sel] + (list(extra_ids) if fold == 0 else [])
         if extra_ids and fold == 0:
             arrays["mask"] = np.concatenate([arrays["mask"], np.zeros((len(extra_ids), S, S))])
-        save_oof(run / f"fold_{fold}" / "oof.npz", fold_ids, arrays)
+        owner.save_oof(fold, fold_ids, arrays)
         metrics = pd.DataFrame(
             {"epoch": [0, 0, 1, 1], "train_loss": [1.0, np.nan, 0.5, np.nan]}
             | {"val_loss": [np.nan, 0.9, np.nan, 0.6], "val_metric": [np.nan, 0.3, np.nan, 0.5]}
@@ -229,6 +234,10 @@ def test_data_folder_needed_without_config(tmp_path):
 def test_run_without_oof(tmp_path):
     (tmp_path / "run").mkdir()
     make_layout(tmp_path / "data", n=3)
+    with pytest.raises(SaltsegError, match="not a saltseg run folder"):
+        analyse(tmp_path / "run", tmp_path / "data")
+    ids = [p.stem for p in sorted((tmp_path / "data/train/images").glob("*.png"))]
+    Run(tmp_path / "run").initialise(Config(), pd.DataFrame({"id": ids, "fold": [0, 1, 0]}))
     with pytest.raises(SaltsegError, match="no out-of-fold predictions"):
         analyse(tmp_path / "run", tmp_path / "data")
     result = CliRunner().invoke(

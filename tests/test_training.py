@@ -10,8 +10,8 @@ import torch
 
 from saltseg.config import load_config
 from saltseg.errors import SaltsegError
-from saltseg.training.checkpoint import load_model, read_checkpoint
-from saltseg.training.kfold import load_oof, train_kfold
+from saltseg.runs import Run, load_model, read_checkpoint
+from saltseg.training.kfold import train_kfold
 from saltseg.training.module import build_criterion
 from tests.test_tgs import make_layout
 
@@ -83,7 +83,7 @@ def test_checkpoint_is_self_describing(run):
 
 def test_oof_loader_covers_every_tile(run):
     out, _ = run
-    oof = load_oof(out)
+    oof = Run(out).oof()
     assert len(oof["ids"]) == 20 and oof["ids"] == sorted(oof["ids"])
     assert set(oof["fold"]) == {0, 1}
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from saltseg.training.checkpoint import read_checkpoint
+from saltseg.runs import read_checkpoint
 from tests.test_tgs import make_layout
 
 pytestmark = pytest.mark.slow

@@ -10,13 +10,12 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from saltseg.cli import app
+from saltseg.config import AugmentConfig, load_augment_config
 from saltseg.data.transforms import (
-    AugmentConfig,
     apply,
     build_eval_transform,
     build_train_transform,
     demo_tiles,
-    load_augment_config,
     preview_grid,
     restore_geometry,
     seed_worker,
@@ -204,8 +203,14 @@ def test_cli_augment_preview_demo(tmp_path) -> None:
     assert Image.open(out).size == (6 * 204 + 2, 3 * 204 + 2)
     bad = tmp_path / "bad.yaml"
     bad.write_text("augment:\n  size: 50\n")
-    result = CliRunner().invoke(app, ["augment-preview", "--out", str(out), "--config", str(bad)])
+    before = out.read_bytes()
+    result = CliRunner().invoke(app, ["augment-preview", "--out", str(out), "--n", "2"])
+    assert result.exit_code == 2 and "already exists" in result.output
+    assert out.read_bytes() == before
+    args = ["augment-preview", "--out", str(out), "--config", str(bad), "--overwrite"]
+    result = CliRunner().invoke(app, args)
     assert result.exit_code == 2 and "error: bad augment config" in result.output
+    assert out.read_bytes() == before
 
 
 def test_cli_augment_preview_real(tgs_sample, tmp_path, monkeypatch) -> None:

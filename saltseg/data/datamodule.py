@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 import albumentations as A
 import lightning as L
@@ -11,13 +10,10 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from saltseg.config import AugmentConfig, Config
 from saltseg.data.channels import make_input
 from saltseg.data.tgs import TileSet
-
-if TYPE_CHECKING:
-    from saltseg.config import Config
 from saltseg.data.transforms import (
-    AugmentConfig,
     apply,
     build_eval_transform,
     build_train_transform,

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from saltseg.errors import SaltsegError
+from saltseg.io import atomic_path
 
 FOLDS_COLUMNS = ["id", "fold", "coverage_class"]
 
@@ -97,11 +98,10 @@ def _group_folds(labels: list[str], classes: np.ndarray, k: int, rng: np.random.
 
 
 def write_folds(frame: pd.DataFrame, path: str | Path) -> None:
-    """Write folds.csv atomically."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    frame[FOLDS_COLUMNS].to_csv(tmp, index=False)
-    tmp.replace(path)
+    """Write folds.csv atomically: ``id``, ``fold`` and ``coverage_class`` when known."""
+    columns = [c for c in FOLDS_COLUMNS if c in frame.columns]
+    with atomic_path(path) as tmp:
+        frame[columns].to_csv(tmp, index=False)
 
 
 def read_folds(

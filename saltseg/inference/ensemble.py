@@ -1,7 +1,7 @@
 """Ensembles of k-fold runs: which fold models take part, with what weight, and their mean.
 
-Every fold of a run (``RUN/fold_K/best.ckpt``, else ``last.ckpt``) is a member. ``top_k`` keeps,
-per run, the K folds with the best out-of-fold score (``fold_K/score.json``). A run's weight is
+Every fold model of a run (:meth:`saltseg.runs.Run.fold_models`) is a member. ``top_k`` keeps,
+per run, the K folds with the best out-of-fold score. A run's weight is
 shared equally between its members, so the ensemble is the weighted mean over runs of each run's
 mean over folds. Members may differ in input size and geometry; they must agree on the task:
 the same input channels and the same outputs (mask only, or mask and classifier).
@@ -9,7 +9,6 @@ the same input channels and the same outputs (mask only, or mask and classifier)
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +19,9 @@ import torch
 
 from saltseg.config import Config
 from saltseg.errors import SaltsegError
-from saltseg.inference.predict import Runner, predict_with, prepare_inputs, torch_runner
+from saltseg.inference.onnx import load_onnx
+from saltseg.runs import Run, load_model
+from saltseg.tta import DEFAULT_TTA, Runner, predict_with, prepare_inputs, torch_runner
 
 
 @dataclass
@@ -58,29 +59,6 @@ def parse_weights(text: str | Sequence[float] | None, n_runs: int) -> list[float
     return [v / total for v in values]
 
 
-def _fold_checkpoints(run: Path) -> dict[int, Path]:
-    found = {}
-    for fold_dir in run.glob("fold_*"):
-        suffix = fold_dir.name.split("_", 1)[1]
-        if not suffix.isdigit():
-            continue
-        for name in ("best.ckpt", "last.ckpt"):
-            if (fold_dir / name).is_file():
-                found[int(suffix)] = fold_dir / name
-                break
-    return dict(sorted(found.items()))
-
-
-def _fold_score(run: Path, fold: int) -> float | None:
-    path = run / f"fold_{fold}" / "score.json"
-    if not path.exists():
-        return None
-    try:
-        return float(json.loads(path.read_text())["oof_score"])
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError):
-        raise SaltsegError(f"{path}: no numeric 'oof_score'") from None
-
-
 def select_members(
     runs: Sequence[str | Path],
     weights: str | Sequence[float] | None = None,
@@ -97,12 +75,11 @@ def select_members(
     run_weights = parse_weights(weights, len(runs))
     members = []
     for run, run_weight in zip(map(Path, runs), run_weights, strict=True):
-        if not run.is_dir():
-            raise SaltsegError(f"run folder {run} does not exist")
-        ckpts = _fold_checkpoints(run)
-        if not ckpts:
+        models = {m.fold: m for m in Run.open(run).fold_models()}
+        if not models:
             raise SaltsegError(f"{run}: no fold checkpoints (fold_K/best.ckpt)")
-        scores = {fold: _fold_score(run, fold) for fold in ckpts}
+        ckpts = {fold: m.checkpoint for fold, m in models.items()}
+        scores = {fold: m.score for fold, m in models.items()}
         folds = list(ckpts)
         if top_k is not None:
             if not 1 <= top_k <= len(ckpts):
@@ -163,13 +140,9 @@ class Ensemble:
         configs, runners = [], []
         for member in members:
             if backend == "torch":
-                from saltseg.training.checkpoint import load_model
-
                 model, config, _ = load_model(member.checkpoint)
                 runner = torch_runner(model, device)
             elif backend == "onnx":
-                from saltseg.inference.onnx import load_onnx
-
                 runner, config = load_onnx(member, threads=threads)
             else:
                 raise SaltsegError(f"unknown backend {backend!r}; expected 'torch' or 'onnx'")
@@ -181,7 +154,7 @@ class Ensemble:
         self,
         images: np.ndarray,
         depths: np.ndarray | None = None,
-        tta: Sequence[str] = ("none", "hflip"),
+        tta: Sequence[str] = DEFAULT_TTA,
         batch_size: int = 8,
     ) -> dict[str, np.ndarray]:
         """Weighted mean probabilities of all members on tiles ``(N, 101, 101)``."""
@@ -206,27 +179,25 @@ def ensemble_oof(
     Runs must share the same split (``folds.csv``), so that every tile is out-of-fold for the
     same fold in all of them.
     """
-    from saltseg.data.folds import read_folds
-    from saltseg.training.kfold import load_oof
-
     run_weights = parse_weights(weights, len(runs))
-    first = Path(runs[0])
-    result = load_oof(first)
+    first = Run.open(runs[0])
+    result = first.oof()
     result["mask"] = result["mask"] * run_weights[0]
     if "cls" in result:
         result["cls"] = result["cls"] * run_weights[0]
     split = None
     for run, weight in zip(map(Path, runs[1:]), run_weights[1:], strict=True):
+        other_run = Run.open(run)
         if split is None:
-            split = read_folds(first / "folds.csv")[["id", "fold"]].sort_values("id")
-        other = read_folds(run / "folds.csv")[["id", "fold"]].sort_values("id")
+            split = first.folds_frame()[["id", "fold"]].sort_values("id")
+        other = other_run.folds_frame()[["id", "fold"]].sort_values("id")
         if not np.array_equal(split.to_numpy(), other.to_numpy()):
             raise SaltsegError(
-                f"{run}/folds.csv differs from {first}/folds.csv: tune these runs separately"
+                f"{run} and {first.root} were trained on different folds: tune them separately"
             )
-        oof = load_oof(run)
+        oof = other_run.oof()
         if oof["ids"] != result["ids"]:
-            raise SaltsegError(f"{run}: its out-of-fold tiles differ from those of {first}")
+            raise SaltsegError(f"{run}: its out-of-fold tiles differ from those of {first.root}")
         result["mask"] += weight * oof["mask"]
         if "cls" in result and "cls" in oof:
             result["cls"] += weight * oof["cls"]

@@ -22,7 +22,9 @@ from torch import nn
 
 from saltseg.config import Config, config_from_dict
 from saltseg.errors import SaltsegError
-from saltseg.inference.predict import Runner
+from saltseg.io import atomic_path
+from saltseg.runs import Run, load_model
+from saltseg.tta import Runner
 
 OPSET = 17
 
@@ -60,46 +62,46 @@ def export_onnx(
     example = torch.rand(2, chans, size, size)
     with torch.no_grad():
         names = ["mask", "cls"][: len(head(example))]
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            head,
-            (example,),
-            str(tmp),
-            input_names=["image"],
-            output_names=names,
-            dynamic_axes={name: {0: "batch"} for name in ["image", *names]},
-            opset_version=OPSET,
-            do_constant_folding=True,
-            dynamo=False,
-        )
-    proto = onnx.load(str(tmp))
-    meta = {"saltseg_config": json.dumps(config.model_dump(mode="json")), **(metadata or {})}
-    for key, value in meta.items():
-        entry = proto.metadata_props.add()
-        entry.key, entry.value = key, str(value)
-    onnx.checker.check_model(proto)
-    onnx.save(proto, str(tmp))
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                head,
+                (example,),
+                str(tmp),
+                input_names=["image"],
+                output_names=names,
+                dynamic_axes={name: {0: "batch"} for name in ["image", *names]},
+                opset_version=OPSET,
+                do_constant_folding=True,
+                dynamo=False,
+            )
+        proto = onnx.load(str(tmp))
+        meta = {"saltseg_config": json.dumps(config.model_dump(mode="json")), **(metadata or {})}
+        for key, value in meta.items():
+            entry = proto.metadata_props.add()
+            entry.key, entry.value = key, str(value)
+        onnx.checker.check_model(proto)
+        onnx.save(proto, str(tmp))
     return path
 
 
 def export_run(run: str | Path, out: str | Path | None = None) -> list[Path]:
-    """Export every fold checkpoint of ``run`` to ``out/fold_K.onnx`` (default ``RUN/onnx``)."""
-    from saltseg.inference.ensemble import select_members
-    from saltseg.training.checkpoint import load_model
-
-    out = Path(out) if out is not None else Path(run) / "onnx"
+    """Export every fold model of ``run`` to ``out/fold_K.onnx`` (default ``RUN/onnx``)."""
+    owner = Run.open(run)
+    models = owner.fold_models()
+    if not models:
+        raise SaltsegError(f"{run}: no fold checkpoints (fold_K/best.ckpt)")
     paths = []
-    for member in select_members([run]):
-        model, config, _ = load_model(member.checkpoint)
+    for fold_model in models:
+        model, config, _ = load_model(fold_model.checkpoint)
         metadata = {
-            "fold": str(member.fold),
-            "checkpoint": str(member.checkpoint),
-            "checkpoint_sha1": file_sha1(member.checkpoint),
+            "fold": str(fold_model.fold),
+            "checkpoint": str(fold_model.checkpoint),
+            "checkpoint_sha1": file_sha1(fold_model.checkpoint),
         }
-        paths.append(export_onnx(model, config, out / f"fold_{member.fold}.onnx", metadata))
+        path = owner.onnx_path(fold_model.fold, out)
+        paths.append(export_onnx(model, config, path, metadata))
     return paths
 
 
@@ -130,7 +132,13 @@ def onnx_session(path: str | Path, threads: int | None = None) -> Any:
     options.log_severity_level = 3
     # Idle threads sleep instead of spinning: the same speed here, and fair to other processes.
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    try:
+        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as err:  # noqa: BLE001 - onnxruntime raises its own kinds on a bad file
+        text = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise SaltsegError(
+            f"{path}: not a readable ONNX model, truncated or corrupt ({text})"
+        ) from None
 
 
 def session_runner(session: Any) -> Runner:
@@ -157,7 +165,7 @@ def read_metadata(session: Any) -> tuple[Config, dict[str, str]]:
 
 def load_onnx(member: Any, threads: int | None = None) -> tuple[Runner, Config]:
     """The onnxruntime runner and recipe of an ensemble member, from ``RUN/onnx/fold_K.onnx``."""
-    path = member.run / "onnx" / f"fold_{member.fold}.onnx"
+    path = Run(member.run).onnx_path(member.fold)
     if not path.is_file():
         raise SaltsegError(
             f"{path} does not exist: run `saltseg export --run {member.run} --format onnx`"

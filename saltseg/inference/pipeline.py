@@ -19,20 +19,18 @@ from typing import Any
 
 import numpy as np
 
+from saltseg.data.tgs import load_dataset
 from saltseg.errors import SaltsegError
 from saltseg.inference.ensemble import Ensemble, ensemble_oof, parse_weights, select_members
-from saltseg.inference.postprocess import (
-    FILENAME,
-    PostProcess,
-    load_postprocess,
-    save_postprocess,
-    tune_postprocess,
-)
-from saltseg.inference.predict import parse_tta
 from saltseg.inference.pseudo import PseudoLabelWriter
 from saltseg.inference.source import TileSource, open_tiles
 from saltseg.inference.submission import ProbWriter, SubmissionWriter, write_masks
-from saltseg.training.kfold import write_json
+from saltseg.outputs import OutputFolder
+from saltseg.postprocess import PostProcess, load_postprocess, save_postprocess, tune_postprocess
+from saltseg.runs import Run
+from saltseg.tta import DEFAULT_TTA, parse_tta
+
+MANIFEST = "predict.json"
 
 
 def tune_runs(
@@ -52,15 +50,12 @@ def tune_runs(
     Returns:
         The settings (with before/after scores in ``info``) and the file written.
     """
-    from saltseg.config import load_config
-    from saltseg.data.tgs import load_dataset
-
     if not runs:
         raise SaltsegError("no run given")
-    first = Path(runs[0])
+    first = Run.open(runs[0])
     if out is None and len(runs) > 1:
         raise SaltsegError("tuning several runs together needs --out FILE (then predict with it)")
-    config = load_config(first / "config.yaml")
+    config = first.config()
     root = data if data is not None else config.data.root
     if root is None:
         raise SaltsegError(f"{first}: no data folder in its config: pass --data")
@@ -79,9 +74,10 @@ def tune_runs(
         base_threshold=config.trainer.threshold,
     )
     pp.info.update(runs=[str(r) for r in runs], weights=parse_weights(weights, len(runs)))
-    path = Path(out) if out is not None else first / FILENAME
-    save_postprocess(pp, path)
-    return pp, path
+    if out is None:
+        return pp, first.save_postprocess(pp)
+    save_postprocess(pp, out)
+    return pp, Path(out)
 
 
 def resolve_postprocess(
@@ -92,10 +88,11 @@ def resolve_postprocess(
         return postprocess, "given"
     if postprocess is not None:
         return load_postprocess(postprocess), str(postprocess)
-    path = Path(runs[0]) / FILENAME
-    if path.exists():
-        return load_postprocess(path), str(path)
-    return PostProcess(), f"defaults ({path} not found: run saltseg tune)"
+    run = Run.open(runs[0])
+    tuned = run.postprocess()
+    if tuned is not None:
+        return tuned, str(run.postprocess_path)
+    return PostProcess(), f"defaults ({run.postprocess_path} not found: run saltseg tune)"
 
 
 def _local_probs(
@@ -111,7 +108,7 @@ def predict_folder(
     data: str | Path,
     out: str | Path,
     split: str = "test",
-    tta: str | Sequence[str] = ("none", "hflip"),
+    tta: str | Sequence[str] = DEFAULT_TTA,
     weights: str | Sequence[float] | None = None,
     top_k: int | None = None,
     postprocess: str | Path | PostProcess | None = None,
@@ -125,13 +122,16 @@ def predict_folder(
     batch_size: int = 8,
     chunk_size: int = 256,
     progress: bool = True,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Predict every tile of ``data`` with the ensemble of ``runs`` and write ``out/``.
 
     Writes ``out/submission.csv`` and ``out/predict.json`` (members, TTA, post-processing);
     with ``masks`` also ``out/masks/<id>.png``, with ``save_probs`` ``out/probs.npz`` (ids,
     float16 mask probabilities, classifier probabilities), with ``pseudo_labels`` a
-    Kaggle-layout folder of confident tiles.
+    Kaggle-layout folder of confident tiles. ``out`` must be missing or empty, or hold an
+    earlier prediction and ``overwrite`` be set; the new files replace the earlier ones only
+    when the prediction has finished.
 
     Returns:
         A summary: tile and empty-mask counts, the post-processing and its origin, the files.
@@ -141,9 +141,18 @@ def predict_folder(
     views = parse_tta(tta)
     if devices < 1:
         raise SaltsegError(f"--devices must be at least 1, got {devices}")
+    if batch_size < 1 or chunk_size < 1:
+        raise SaltsegError(f"batch and chunk sizes must be at least 1: {batch_size}, {chunk_size}")
     source = open_tiles(data, split)
     members = select_members(runs, weights, top_k)  # fail early on a bad run, weights, top-k
     pp, origin = resolve_postprocess(runs, postprocess)
+    out = Path(out)
+    folder = OutputFolder(out, MANIFEST, overwrite)
+    pseudo = None
+    if pseudo_labels is not None:
+        if Path(pseudo_labels).resolve() == out.resolve():
+            raise SaltsegError("--pseudo-labels needs a folder of its own, not --out")
+        pseudo = PseudoLabelWriter(pseudo_labels, pseudo_band, pseudo_max_uncertain)
     ensemble_args = {
         "runs": [str(r) for r in runs],
         "weights": weights,
@@ -161,15 +170,16 @@ def predict_folder(
         if pp.cls_threshold and not ensemble.has_cls:
             raise SaltsegError(f"{origin} gates on a classifier, but the models have none")
         stream = _local_probs(ensemble, source, views, batch_size, chunk_size)
-
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    pseudo = None
-    if pseudo_labels is not None:
-        pseudo = PseudoLabelWriter(pseudo_labels, pseudo_band, pseudo_max_uncertain)
-    files = {"submission": out / "submission.csv"}
-    sub = SubmissionWriter(files["submission"], source.ids)
-    probs_writer = ProbWriter(out / "probs.npz", source.ids) if save_probs else None
+    staging = folder.stage()
+    names = {"submission": "submission.csv"}
+    if masks:
+        names["masks"] = "masks"
+    if save_probs:
+        names["probs"] = "probs.npz"
+    sub = SubmissionWriter(staging / names["submission"], source.ids)
+    probs_writer = ProbWriter(staging / "probs.npz", source.ids) if save_probs else None
+    if pseudo is not None:
+        pseudo.start()
     n_empty = 0
     try:
         with tqdm(total=len(source), unit="tile", disable=not progress) as bar:
@@ -180,7 +190,7 @@ def predict_folder(
                 n_empty += int((~chunk_masks.reshape(len(ids), -1).any(axis=1)).sum())
                 sub.write(ids, chunk_masks)
                 if masks:
-                    write_masks(out / "masks", ids, chunk_masks)
+                    write_masks(staging / "masks", ids, chunk_masks)
                 if probs_writer is not None:
                     probs_writer.write(probs["mask"], probs.get("cls"))
                 if pseudo is not None:
@@ -192,19 +202,18 @@ def predict_folder(
                         source.depths[start:stop],
                     )
                 bar.update(len(ids))
+        sub.close()
+        if probs_writer is not None:
+            probs_writer.close()
     except BaseException:
         sub.abort()
         if probs_writer is not None:
             probs_writer.abort()
         if pseudo is not None:
             pseudo.abort()
+        folder.abort()
         raise
-    sub.close()
-    if probs_writer is not None:
-        probs_writer.close()
-        files["probs"] = probs_writer.path
-    if masks:
-        files["masks"] = out / "masks"
+    files = {key: out / name for key, name in names.items()}
     summary: dict[str, Any] = {
         "n_tiles": len(source),
         "n_empty": n_empty,
@@ -221,5 +230,5 @@ def predict_folder(
         for m in members
     ]
     summary.update(tta=list(views), backend=backend, postprocess_settings=pp.to_json())
-    write_json(summary, out / "predict.json")
+    folder.publish(summary)
     return summary

@@ -4,13 +4,13 @@ A tile is confident when few of its pixels are uncertain, i.e. have a probabilit
 ``band`` (0.2 to 0.8 by default): at most ``max_uncertain`` of them (a fraction of the tile).
 Confident tiles are written as ``OUT/train/images`` (the original PNGs), ``OUT/train/masks``
 (the post-processed masks), ``OUT/train.csv`` and, when every depth is known, ``OUT/depths.csv``,
-ready to be merged with the real training set for a next round. Tiles are gathered in a
-temporary folder that becomes ``OUT/train`` only when the prediction has finished.
+ready to be merged with the real training set for a next round, with ``OUT/pseudo-labels.json``.
+Tiles are gathered in a hidden staging folder and moved into place only when the prediction has
+finished.
 """
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
@@ -19,7 +19,10 @@ import pandas as pd
 
 from saltseg.data.tgs import write_mask_png
 from saltseg.errors import SaltsegError
+from saltseg.outputs import OutputFolder
 from saltseg.rle import rle_encode
+
+MANIFEST = "pseudo-labels.json"
 
 
 def uncertain_fraction(probs: np.ndarray, band: tuple[float, float] = (0.2, 0.8)) -> np.ndarray:
@@ -39,14 +42,22 @@ def confident(
 class PseudoLabelWriter:
     """Collects confident tiles chunk by chunk; :meth:`close` writes the CSV files.
 
+    Nothing is written until :meth:`start`; the folder is checked when the writer is made.
+
     Args:
-        out: The new data folder; it must not already hold a ``train/`` folder.
+        out: The new data folder; it must be missing or empty (or hold earlier pseudo-labels
+            and ``overwrite`` be set).
         band: Probabilities counted as uncertain.
         max_uncertain: Largest uncertain fraction of a confident tile.
+        overwrite: Replace earlier pseudo-labels in ``out``.
     """
 
     def __init__(
-        self, out: str | Path, band: tuple[float, float] = (0.2, 0.8), max_uncertain: float = 0.02
+        self,
+        out: str | Path,
+        band: tuple[float, float] = (0.2, 0.8),
+        max_uncertain: float = 0.02,
+        overwrite: bool = False,
     ) -> None:
         low, high = band
         if not 0 <= low < high <= 1:
@@ -54,15 +65,17 @@ class PseudoLabelWriter:
         if not 0 <= max_uncertain <= 1:
             raise SaltsegError(f"max uncertain fraction must be in [0, 1], got {max_uncertain}")
         self.out = Path(out)
-        if (self.out / "train").exists():
-            raise SaltsegError(f"{self.out}/train already exists: choose a new pseudo-label folder")
-        self.tmp = self.out / f".train.{os.getpid()}.tmp"
-        self.images, self.masks = self.tmp / "images", self.tmp / "masks"
-        self.images.mkdir(parents=True)
-        self.masks.mkdir(parents=True)
+        self.folder = OutputFolder(self.out, MANIFEST, overwrite)
         self.band, self.max_uncertain = band, max_uncertain
         self.rows: list[tuple[str, str, float]] = []
         self.seen = 0
+
+    def start(self) -> None:
+        """Create the staging folder the tiles are gathered in."""
+        self.tmp = self.folder.stage()
+        self.images, self.masks = self.tmp / "train" / "images", self.tmp / "train" / "masks"
+        self.images.mkdir(parents=True)
+        self.masks.mkdir(parents=True)
 
     def write(
         self,
@@ -82,15 +95,16 @@ class PseudoLabelWriter:
         return len(keep)
 
     def close(self) -> dict[str, int]:
-        """Move the tiles into place, write ``train.csv`` (and ``depths.csv``); returns counts."""
-        self.tmp.replace(self.out / "train")
+        """Write ``train.csv`` (and ``depths.csv``), move everything into place; returns counts."""
         frame = pd.DataFrame(self.rows, columns=["id", "rle_mask", "z"])
-        frame[["id", "rle_mask"]].to_csv(self.out / "train.csv", index=False)
+        frame[["id", "rle_mask"]].to_csv(self.tmp / "train.csv", index=False)
         if len(frame) and np.isfinite(frame["z"]).all():
-            frame[["id", "z"]].to_csv(self.out / "depths.csv", index=False)
+            frame[["id", "z"]].to_csv(self.tmp / "depths.csv", index=False)
         salt = int((frame["rle_mask"] != "").sum())
-        return {"kept": len(frame), "seen": self.seen, "with_salt": salt}
+        counts = {"kept": len(frame), "seen": self.seen, "with_salt": salt}
+        self.folder.publish({"pseudo_labels": counts, "band": list(self.band)})
+        return counts
 
     def abort(self) -> None:
         """Drop the tiles written so far."""
-        shutil.rmtree(self.tmp, ignore_errors=True)
+        self.folder.abort()

@@ -6,7 +6,7 @@ interrupted prediction never leaves a truncated submission or probability file b
 
 from __future__ import annotations
 
-import os
+import csv
 import zipfile
 from pathlib import Path
 from types import TracebackType
@@ -16,6 +16,7 @@ import numpy as np
 
 from saltseg.data.tgs import write_mask_png
 from saltseg.errors import SaltsegError
+from saltseg.io import temp_path
 from saltseg.rle import rle_encode
 
 
@@ -25,7 +26,7 @@ class _Atomic:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        self.tmp = temp_path(self.path)
 
     def __enter__(self) -> Self:
         return self
@@ -55,20 +56,24 @@ class _Atomic:
 
 
 class SubmissionWriter(_Atomic):
-    """``id,rle_mask`` rows in the order given; :meth:`close` checks that all ``ids`` came."""
+    """``id,rle_mask`` rows in the order given; :meth:`close` checks that all ``ids`` came.
+
+    Ids are written as CSV fields (quoted when they hold a comma, quote or line break).
+    """
 
     def __init__(self, path: str | Path, ids: list[str]) -> None:
         super().__init__(path)
         self.expected = ids
         self.written = 0
         self.handle: IO[str] = open(self.tmp, "w", newline="")  # noqa: SIM115 - closed by close
-        self.handle.write("id,rle_mask\n")
+        self.rows = csv.writer(self.handle, lineterminator="\n")
+        self.rows.writerow(["id", "rle_mask"])
 
     def write(self, ids: list[str], masks: np.ndarray) -> None:
         """Append the rows of ``ids`` with their masks ``(n, 101, 101)``."""
         if ids != self.expected[self.written : self.written + len(ids)]:
             raise SaltsegError(f"submission rows out of order at id {ids[0]!r}")
-        self.handle.writelines(f"{i},{rle_encode(m)}\n" for i, m in zip(ids, masks, strict=True))
+        self.rows.writerows((i, rle_encode(m)) for i, m in zip(ids, masks, strict=True))
         self.written += len(ids)
 
     def _finish(self) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -15,6 +16,9 @@ from saltseg.mosaic.io import MOSAIC_COLUMNS, NEIGHBOR_COLUMNS, load_predictions
 from saltseg.mosaic.links import find_candidates, mutual_links
 from saltseg.mosaic.render import render_mosaic, save_png
 from saltseg.mosaic.solver import assemble
+from saltseg.outputs import OutputFolder
+
+MANIFEST = "mosaic.json"
 
 
 @dataclass
@@ -63,7 +67,8 @@ def run_mosaic(
     pred: str | Path | None = None,
     config: MosaicConfig | None = None,
     min_size: int = 8,
-) -> dict[str, float]:
+    overwrite: bool = False,
+) -> dict[str, Any]:
     """Solve the jigsaw of a Kaggle-layout folder and write the results.
 
     Writes ``OUT/neighbors.csv`` (every pair of tiles side by side in a mosaic: ``a, b, side,
@@ -73,10 +78,12 @@ def run_mosaic(
 
     Args:
         data: Folder with ``train/images``, ``train/masks`` and/or ``test/images``.
-        out: Output folder (created; earlier mosaic PNGs in it are removed).
+        out: Output folder: missing, empty, or holding an earlier mosaic (``mosaic.json``) that
+            ``overwrite`` replaces once the new files are complete.
         pred: Optional submission CSV (``id,rle_mask``) or folder of mask PNGs to overlay.
         config: Solver settings.
         min_size: Smallest mosaic drawn.
+        overwrite: Replace an earlier mosaic in ``out``.
 
     Returns:
         A summary: ``tiles``, ``links``, ``mosaics``, ``largest``, ``drawn``, ``seconds``.
@@ -84,15 +91,26 @@ def run_mosaic(
     start = time.perf_counter()
     if min_size < 1:
         raise SaltsegError(f"min_size must be at least 1, got {min_size}")
+    folder = OutputFolder(out, MANIFEST, overwrite)
     tiles = load_tiles(data)
     predictions = None if pred is None else load_predictions(pred, tiles.ids)
     result = solve(tiles.images, tiles.ids, config)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    staging = folder.stage()
+    try:
+        summary = _write(staging, result, tiles, predictions, min_size)
+    except BaseException:
+        folder.abort()
+        raise
+    summary.update(tiles=len(tiles.ids), seconds=time.perf_counter() - start)
+    folder.publish(summary)
+    return summary
+
+
+def _write(
+    out: Path, result: Any, tiles: Any, predictions: np.ndarray | None, min_size: int
+) -> dict[str, Any]:
     result.neighbors.to_csv(out / "neighbors.csv", index=False)
     result.mosaics.to_csv(out / "mosaics.csv", index=False)
-    for old in out.glob("mosaic_*.png"):
-        old.unlink()
     sizes = result.mosaics["mosaic"].value_counts()
     drawn = 0
     for number, group in result.mosaics.groupby("mosaic"):
@@ -110,10 +128,8 @@ def run_mosaic(
         save_png(out / f"mosaic_{int(number):04d}.png", picture)
         drawn += 1
     return {
-        "tiles": len(tiles.ids),
         "links": len(result.neighbors),
         "mosaics": len(sizes),
         "largest": int(sizes.max()),
         "drawn": drawn,
-        "seconds": time.perf_counter() - start,
     }

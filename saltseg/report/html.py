@@ -6,8 +6,9 @@ import datetime as dt
 from pathlib import Path
 from typing import Any
 
+import saltseg.report.figures as figures
 from saltseg.errors import SaltsegError
-from saltseg.report import figures
+from saltseg.io import check_output_file, write_text
 from saltseg.report.analysis import ReportData, analyse_inputs
 from saltseg.report.run import RunInputs, load_inputs
 from saltseg.report.tables import CATEGORIES, worst_tiles
@@ -88,22 +89,33 @@ def render_html(report: ReportData, galleries: list[dict[str, Any]] | None) -> s
 
 
 def build_report(
-    run: str | Path, data: str | Path | None, out: str | Path, worst: int = 24
+    run: str | Path,
+    data: str | Path | None,
+    out: str | Path,
+    worst: int = 24,
+    overwrite: bool = False,
 ) -> ReportData:
-    """Write the HTML report (see :func:`write_report`) and return its numbers."""
+    """Write the HTML report (see :func:`write_report`) and return its numbers.
+
+    ``out`` must not exist unless ``overwrite`` is set; it is written atomically.
+    """
     if worst < 0:
         raise SaltsegError(f"worst must be >= 0, got {worst}")
+    out = check_output_file(out, overwrite)
     inputs = load_inputs(run, data)
     report = analyse_inputs(inputs)
     html = render_html(report, _galleries(report, inputs, worst) if worst else None)
-    out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(html, encoding="utf-8")
+    write_text(html, out)
     return report
 
 
 def write_report(
-    run: str | Path, data: str | Path | None, out: str | Path, worst: int = 24
+    run: str | Path,
+    data: str | Path | None,
+    out: str | Path,
+    worst: int = 24,
+    overwrite: bool = False,
 ) -> Path:
     """Analyse a run's out-of-fold predictions and write the HTML report.
 
@@ -112,6 +124,7 @@ def write_report(
         data: The Kaggle-layout data folder it was trained on (None: the run's ``data.root``).
         out: The HTML file to write (its folder is created).
         worst: Number of worst tiles shown per error category (0: no galleries).
+        overwrite: Replace an existing ``out``.
 
     Returns:
         The path written.
@@ -119,5 +132,5 @@ def write_report(
     Raises:
         SaltsegError: No out-of-fold predictions, OOF ids absent from ``data``, or ``worst < 0``.
     """
-    build_report(run, data, out, worst)
+    build_report(run, data, out, worst, overwrite)
     return Path(out)

@@ -14,18 +14,18 @@ from lightning.pytorch.loggers import CSVLogger
 from saltseg.config import Config
 from saltseg.data.datamodule import FoldDataModule
 from saltseg.data.tgs import TileSet
+from saltseg.io import atomic_path
 from saltseg.metrics import competition_metric
-from saltseg.training.checkpoint import AtomicCheckpointIO, load_model
+from saltseg.runs import Run
+from saltseg.training.checkpoint import AtomicCheckpointIO
 from saltseg.training.module import SaltModule
-
-# Out-of-fold predictions use predict's default views, so that post-processing is tuned on
-# probabilities like those it is applied to.
-OOF_TTA = ("none", "hflip")
+from saltseg.tta import DEFAULT_TTA, predict_probs
 
 
 def _loggers(fold_dir: Path) -> list[Any]:
-    attempt = len(list((fold_dir / "logs").glob("attempt_*")))  # one per start or resume
-    loggers: list[Any] = [CSVLogger(fold_dir, name="logs", version=f"attempt_{attempt}")]
+    logs = fold_dir / "logs"
+    attempt = len(list(logs.glob("attempt_*")))  # one per start or resume
+    loggers: list[Any] = [CSVLogger(fold_dir, name=logs.name, version=f"attempt_{attempt}")]
     try:
         import tensorboard  # noqa: F401
         from lightning.pytorch.loggers import TensorBoardLogger
@@ -36,11 +36,11 @@ def _loggers(fold_dir: Path) -> list[Any]:
     return loggers
 
 
-def _merge_metrics(fold_dir: Path) -> None:
+def _merge_metrics(run: Run, fold: int) -> None:
     """Join the CSV logs of every attempt into ``metrics.csv``; a resumed epoch replaces the old."""
     frames = []
     for path in sorted(
-        (fold_dir / "logs").glob("attempt_*/metrics.csv"),
+        run.logs_dir(fold).glob("attempt_*/metrics.csv"),
         key=lambda p: int(p.parent.name.split("_")[1]),
     ):
         frame = pd.read_csv(path)
@@ -48,9 +48,8 @@ def _merge_metrics(fold_dir: Path) -> None:
             frames = [f[f["epoch"] < frame["epoch"].min()] for f in frames]
         frames.append(frame)
     if frames:
-        tmp = fold_dir / ".metrics.csv.tmp"
-        pd.concat(frames, ignore_index=True).to_csv(tmp, index=False)
-        tmp.replace(fold_dir / "metrics.csv")
+        with atomic_path(run.metrics_path(fold)) as tmp:
+            pd.concat(frames, ignore_index=True).to_csv(tmp, index=False)
 
 
 def make_trainer(
@@ -99,37 +98,38 @@ def train_fold(
     tiles: TileSet,
     val_index: np.ndarray,
     fold: int,
-    fold_dir: Path,
+    run: Run,
     resume: bool = False,
     progress: bool = True,
 ) -> dict[str, Any] | None:
-    """Train one fold and write its artefacts; returns its score (None on non-zero ranks)."""
-    from saltseg.inference.predict import predict_probs
-    from saltseg.training.kfold import save_oof, write_json
+    """Train one fold and write its artefacts; returns its score (None on non-zero ranks).
 
+    Out-of-fold predictions use predict's default views (:data:`~saltseg.tta.DEFAULT_TTA`), so
+    post-processing is tuned on probabilities like those it is applied to.
+    """
+    fold_dir = run.fold_dir(fold)
     fold_dir.mkdir(parents=True, exist_ok=True)
     L.seed_everything(config.trainer.seed + fold, workers=True, verbose=False)
     datamodule = FoldDataModule.from_config(tiles, val_index, config, config.trainer.seed + fold)
     trainer = make_trainer(config, fold_dir, progress)
-    last = fold_dir / "last.ckpt"
+    last = run.checkpoint_path(fold, "last")
     ckpt_path = str(last) if resume and last.exists() else None
-    trainer.fit(SaltModule(config), datamodule=datamodule, ckpt_path=ckpt_path)
+    trainer.fit(SaltModule(config), datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
     if not trainer.is_global_zero:
         return None
 
-    best = fold_dir / "best.ckpt"
-    model, _, meta = load_model(best if best.exists() else last)
+    model, _, meta = run.load_model(fold)
     val = datamodule.val_tiles
     probs = predict_probs(
-        model, config, val.images, val.depths, tta=OOF_TTA, batch_size=config.data.batch_size
+        model, config, val.images, val.depths, tta=DEFAULT_TTA, batch_size=config.data.batch_size
     )
-    save_oof(fold_dir / "oof.npz", val.ids, probs)
-    _merge_metrics(fold_dir)
+    run.save_oof(fold, val.ids, probs)
+    _merge_metrics(run, fold)
     score = {
         "fold": fold,
         "best_epoch": meta["epoch"],
         "n_val": len(val),
         "oof_score": competition_metric(val.masks, probs["mask"] > config.trainer.threshold),
     }
-    write_json(score, fold_dir / "score.json")
+    run.save_fold_score(fold, score)
     return score

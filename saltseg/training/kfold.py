@@ -1,82 +1,43 @@
 """k-fold cross-validation: one Lightning run per fold, out-of-fold predictions, the OOF score.
 
-A run folder holds::
-
-    config.yaml          the resolved recipe
-    folds.csv            the split (id, fold, coverage_class)
-    fold_K/best.ckpt     best epoch by the validation competition metric (self-describing)
-    fold_K/last.ckpt     the last finished epoch, for --resume
-    fold_K/metrics.csv   per-epoch losses and validation metrics
-    fold_K/oof.npz       ids and probabilities (float16) of the fold's validation tiles
-    fold_K/score.json    best epoch and OOF score of the fold
-    oof_score.json       the OOF competition score of the whole run
-
-Every file is written to a temporary name and renamed into place, so a killed run never leaves a
-truncated file behind; ``resume=True`` skips finished folds and continues the others from
-``last.ckpt``.
+The run folder is owned by :class:`saltseg.runs.Run`, which knows its layout. Every setting is
+checked (config, data, folds, model, losses, trainer) before the first write; ``resume=True``
+skips finished folds and continues the others from ``last.ckpt``.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import shutil
 from pathlib import Path
 from typing import Any
 
+import lightning as L
 import numpy as np
 import pandas as pd
 
-from saltseg.config import Config, load_config, save_config
-from saltseg.data.folds import make_folds, read_folds, write_folds
+from saltseg.config import Config
+from saltseg.data.folds import make_folds, read_folds
 from saltseg.data.tgs import TileSet, load_dataset
 from saltseg.errors import SaltsegError
 from saltseg.metrics import competition_metric
+from saltseg.models import create_model
+from saltseg.runs import Run, read_checkpoint
+from saltseg.training.fold import train_fold
+from saltseg.training.module import build_criterion
 
 log = logging.getLogger(__name__)
 
-
-def write_json(data: dict[str, Any], path: Path) -> None:
-    """Write JSON atomically."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    tmp.replace(path)
-
-
-def save_oof(path: Path, ids: list[str], probs: dict[str, np.ndarray]) -> None:
-    """Write a fold's out-of-fold probabilities atomically (masks as float16)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npz")
-    arrays = {"ids": np.array(ids), "mask": probs["mask"].astype(np.float16)}
-    if "cls" in probs:
-        arrays["cls"] = probs["cls"].astype(np.float32)
-    np.savez_compressed(tmp, **arrays)
-    tmp.replace(path)
-
-
-def load_oof(run: str | Path) -> dict[str, Any]:
-    """All out-of-fold probabilities of a run, sorted by id, with each tile's fold."""
-    run = Path(run)
-    files = sorted(run.glob("fold_*/oof.npz"))
-    if not files:
-        raise SaltsegError(f"{run}: no out-of-fold predictions (fold_*/oof.npz)")
-    ids, masks, classes, folds = [], [], [], []
-    for file in files:
-        with np.load(file) as data:
-            ids += [str(i) for i in data["ids"]]
-            masks.append(data["mask"].astype(np.float32))
-            if "cls" in data:
-                classes.append(data["cls"])
-            folds += [int(file.parent.name.split("_")[1])] * len(data["ids"])
-    order = np.argsort(ids)
-    result = {
-        "ids": [ids[i] for i in order],
-        "mask": np.concatenate(masks)[order],
-        "fold": np.array(folds)[order],
-    }
-    if len(classes) == len(files):
-        result["cls"] = np.concatenate(classes)[order]
-    return result
+# Settings that may change when a run is resumed (the hardware it runs on); the rest must match.
+RESUMABLE = {
+    ("trainer", "devices"),
+    ("trainer", "num_nodes"),
+    ("trainer", "strategy"),
+    ("trainer", "accelerator"),
+    ("trainer", "precision"),
+    ("data", "num_workers"),
+    ("data", "root"),
+}
 
 
 def _is_rank_zero() -> bool:
@@ -85,23 +46,40 @@ def _is_rank_zero() -> bool:
     return all(int(os.environ.get(name, "0")) == 0 for name in names)
 
 
-def _check_run_folder(out: Path, resume: bool, overwrite: bool) -> None:
-    if (out / "config.yaml").exists():
-        if not (resume or overwrite):
-            raise SaltsegError(
-                f"run folder {out} already holds a run: use --resume to continue it "
-                "or --overwrite to start again"
-            )
-    elif resume:
-        raise SaltsegError(f"nothing to resume: {out} holds no run")
+def resume_config(saved: Config, given: Config | None) -> Config:
+    """The config of a resumed run: its own, with the hardware settings of ``given``.
+
+    Raises:
+        SaltsegError: ``given`` differs from the saved config in anything but :data:`RESUMABLE`.
+    """
+    if given is None:
+        return saved
+    old, new = saved.model_dump(mode="json"), given.model_dump(mode="json")
+    for section in new:
+        values = new[section] if isinstance(new[section], dict) else {None: new[section]}
+        for key, value in values.items():
+            before = old[section] if key is None else old[section].get(key)
+            if (section, key) not in RESUMABLE and value != before:
+                name = section if key is None else f"{section}.{key}"
+                raise SaltsegError(
+                    f"--resume continues a run with its own config, but {name} differs "
+                    f"(run: {before!r}, given: {value!r}): drop --config/--set, or start "
+                    "again with --overwrite"
+                )
+    updates = {}
+    for section, key in RESUMABLE:
+        value = getattr(getattr(given, section), key)
+        if value is not None:
+            updates.setdefault(section, getattr(saved, section).model_dump())[key] = value
+    return type(saved).model_validate({**saved.model_dump(), **updates})
 
 
 def split_folds(
-    config: Config, tiles: TileSet, out: Path | None = None, resume: bool = False
+    config: Config, tiles: TileSet, run: Run | None = None, resume: bool = False
 ) -> pd.DataFrame:
     """The folds of a run: its own folds.csv on resume, else the configured file, else new ones."""
-    if resume and out is not None and (out / "folds.csv").exists():
-        return read_folds(out / "folds.csv", ids=tiles.ids, k=config.data.k)
+    if resume and run is not None and run.folds_path.exists():
+        return run.folds_frame(ids=tiles.ids, k=config.data.k)
     if config.data.folds_file is not None:
         frame = read_folds(config.data.folds_file, ids=tiles.ids, k=config.data.k)
         return frame.set_index("id").loc[tiles.ids].reset_index()
@@ -115,8 +93,29 @@ def split_folds(
     )
 
 
+def check_trainer(config: Config) -> None:
+    """Build (and drop) a Trainer from the recipe, so bad devices or precision fail early."""
+    t = config.trainer
+    try:
+        L.Trainer(
+            accelerator=t.accelerator,
+            devices=t.devices,
+            num_nodes=t.num_nodes,
+            strategy=t.strategy,
+            precision=t.precision,
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+        )
+    except Exception as err:  # noqa: BLE001 - Lightning raises several kinds here
+        text = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise SaltsegError(f"bad trainer settings: {text}") from None
+
+
 def check_run_inputs(config: Config, data: Path | None, folds: list[int] | None) -> Path:
-    """Everything that can be checked before training: data folder, fold indices, the model."""
+    """Everything that can be checked before training: data folder, fold indices, the model,
+    the losses and the trainer settings."""
     root = data or config.data.root
     if root is None:
         raise SaltsegError("no data folder: pass --data or set data.root in the config")
@@ -124,81 +123,87 @@ def check_run_inputs(config: Config, data: Path | None, folds: list[int] | None)
     for fold in chosen or []:
         if not 0 <= fold < config.data.k:
             raise SaltsegError(f"fold {fold} out of range: the run has k={config.data.k} folds")
-    from saltseg.models import create_model
-
     try:
         create_model(config.model_kwargs(pretrained=False))
-    except TypeError as err:
-        raise SaltsegError(f"bad model config: {err}") from None
+    except (TypeError, ValueError) as err:
+        raise SaltsegError(f"bad model config: {str(err).splitlines()[0]}") from None
+    try:
+        build_criterion(config.loss)
+    except (TypeError, ValueError, KeyError) as err:
+        raise SaltsegError(f"bad loss config: {str(err).splitlines()[0]}") from None
+    check_trainer(config)
     return Path(root)
 
 
 def train_kfold(
-    config: Config,
+    config: Config | None,
     out: str | Path,
     data: str | Path | None = None,
     folds: list[int] | None = None,
     resume: bool = False,
     overwrite: bool = False,
     progress: bool = True,
+    info: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Train the chosen folds of a recipe and score the out-of-fold predictions.
 
     Args:
-        config: The recipe.
+        config: The recipe (None on resume: the run's own config).
         out: The run folder.
         data: Kaggle-layout data folder (else ``config.data.root``).
         folds: Fold indices to train (else ``config.folds``, else all).
         resume: Continue the run in ``out``: finished folds are skipped, the others restart
-            from their ``last.ckpt``.
-        overwrite: Delete an existing run in ``out`` first.
+            from their ``last.ckpt``. A given ``config`` may differ from the run's only in the
+            hardware settings (:data:`RESUMABLE`).
+        overwrite: Replace a saltseg run in ``out`` (only once every setting has been checked;
+            only the run's own files are removed).
         progress: Show progress bars.
+        info: Extra facts recorded in the run's ``run.json``.
 
     Returns:
         The OOF summary written to ``oof_score.json``.
     """
-    from saltseg.training.fold import train_fold
-
-    out = Path(out)
+    run = Run(out)
     # Under DDP every rank runs this function; only rank 0 touches the run folder. The others
     # compute the same (deterministic) split and wait for rank 0 inside Lightning.
     is_zero = _is_rank_zero()
     if is_zero:
-        _check_run_folder(out, resume, overwrite)
+        run.check_new(resume, overwrite)
     if resume:
-        config = load_config(out / "config.yaml")
+        config = resume_config(run.config(), config)
+    elif config is None:
+        raise SaltsegError("no config given: pass --config (only --resume reads the run's own)")
     root = check_run_inputs(config, Path(data) if data else None, folds).resolve()
     config = config.model_copy(update={"data": config.data.model_copy(update={"root": root})})
     tiles = load_dataset(root, "train")
-    frame = split_folds(config, tiles, out, resume)
-    if is_zero:
-        if overwrite and not resume and out.exists():
-            shutil.rmtree(out)
-        out.mkdir(parents=True, exist_ok=True)
-        if not resume:
-            save_config(config, out / "config.yaml")
-        write_folds(frame, out / "folds.csv")
+    frame = split_folds(config, tiles, run, resume)
     chosen = folds if folds is not None else (config.folds or list(range(config.data.k)))
+    if resume:
+        for fold in chosen:
+            last = run.checkpoint_path(fold, "last")
+            if run.fold_summary(fold) is None and last.exists():
+                read_checkpoint(last)  # a truncated or foreign file fails here, not mid-fit
+    if is_zero:
+        run.initialise(config, frame, resume, overwrite, info)
     fold_of = frame.set_index("id").loc[tiles.ids, "fold"].to_numpy()
     scores = {}
     for fold in chosen:
-        fold_dir = out / f"fold_{fold}"
-        if resume and (fold_dir / "score.json").exists():
-            scores[fold] = json.loads((fold_dir / "score.json").read_text())
+        if resume and (summary := run.fold_summary(fold)) is not None:
+            scores[fold] = summary
             log.info("fold %d already finished, skipped", fold)
             continue
         val_index = np.flatnonzero(fold_of == fold)
-        result = train_fold(config, tiles, val_index, fold, fold_dir, resume, progress)
+        result = train_fold(config, tiles, val_index, fold, run, resume, progress)
         if result is not None:
             scores[fold] = result
     if not scores:  # a non-zero rank of a multi-process run
         return {}
-    return summarise_run(out, tiles, config.trainer.threshold)
+    return summarise_run(run, tiles, config.trainer.threshold)
 
 
-def summarise_run(out: Path, tiles: TileSet, threshold: float) -> dict[str, Any]:
+def summarise_run(run: Run, tiles: TileSet, threshold: float) -> dict[str, Any]:
     """Score all out-of-fold predictions of a run and write ``oof_score.json``."""
-    oof = load_oof(out)
+    oof = run.oof()
     index = {tile_id: i for i, tile_id in enumerate(tiles.ids)}
     truth = tiles.masks[[index[i] for i in oof["ids"]]]
     per_fold = {}
@@ -211,5 +216,5 @@ def summarise_run(out: Path, tiles: TileSet, threshold: float) -> dict[str, Any]
         "n_tiles": len(oof["ids"]),
         "per_fold": per_fold,
     }
-    write_json(summary, out / "oof_score.json")
+    run.save_oof_summary(summary)
     return summary

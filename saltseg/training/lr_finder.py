@@ -9,7 +9,13 @@ from typing import Any
 import numpy as np
 
 from saltseg.config import Config
+from saltseg.data.datamodule import FoldDataModule
+from saltseg.data.tgs import load_dataset
 from saltseg.errors import SaltsegError
+from saltseg.io import atomic_path, check_output_file
+from saltseg.training.fold import make_trainer
+from saltseg.training.kfold import check_run_inputs, split_folds
+from saltseg.training.module import SaltModule
 
 
 def steepest_descent(lrs: list[float], losses: list[float], skip: float = 0.1) -> float:
@@ -39,6 +45,7 @@ def find_lr(
     max_lr: float = 1.0,
     steps: int = 100,
     stop_factor: float | None = 4.0,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Run the range test on the training tiles of one fold; write the plot to ``out``.
 
@@ -46,6 +53,8 @@ def find_lr(
     (stopping early once the smoothed loss exceeds ``stop_factor`` times its best value; None
     runs the whole range); the suggestion is the point of steepest descent of
     the smoothed loss.
+
+    ``out`` must not exist unless ``overwrite`` is set.
 
     Returns:
         ``{"suggestion": float, "lr": [...], "loss": [...]}``.
@@ -55,14 +64,9 @@ def find_lr(
     matplotlib.use("Agg")
     from lightning.pytorch.tuner import Tuner
 
-    from saltseg.data.datamodule import FoldDataModule
-    from saltseg.data.tgs import load_dataset
-    from saltseg.training.fold import make_trainer
-    from saltseg.training.kfold import check_run_inputs, split_folds
-    from saltseg.training.module import SaltModule
-
     if not 0 < min_lr < max_lr:
         raise SaltsegError(f"need 0 < min_lr < max_lr, got {min_lr} and {max_lr}")
+    out = check_output_file(out, overwrite)
     root = check_run_inputs(config, Path(data) if data else None, [fold])
     tiles = load_dataset(root, "train")
     frame = split_folds(config, tiles)  # the split that training uses
@@ -89,14 +93,14 @@ def find_lr(
     if finder is None or len(finder.results.get("lr", [])) < 3:
         raise SaltsegError("the LR range test stopped before three steps: widen the range")
     suggestion = steepest_descent(finder.results["lr"], finder.results["loss"])
-    out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     figure = finder.plot(suggest=False)
     axes = figure.axes[0]
     axes.axvline(suggestion, color="tab:red", linestyle="--", label=f"suggested {suggestion:.3g}")
     axes.legend()
     axes.set_title("LR range test (smoothed loss)")
-    figure.savefig(out, dpi=100)
+    with atomic_path(out) as tmp:
+        figure.savefig(tmp, dpi=100, format="png")
     return {
         "suggestion": float(suggestion),
         "lr": [float(v) for v in finder.results["lr"]],

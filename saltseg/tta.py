@@ -1,4 +1,7 @@
-"""Probabilities of one model on a batch of tiles, with test-time augmentation (TTA).
+"""The model call shared by out-of-fold predictions and inference: TTA views and batching.
+
+Training's out-of-fold predictions and ``predict`` both go through :func:`predict_with`, with the
+same default views (:data:`DEFAULT_TTA`), so post-processing tuned on the first fits the second.
 
 A TTA view is a name: ``"none"`` (the tile as is), ``"hflip"`` (mirrored left-right, the
 prediction mirrored back), or a photometric change of the seismic channel with a fixed small
@@ -31,16 +34,25 @@ PHOTOMETRIC: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "gamma": lambda x: x.clamp(min=0.0) ** 0.9,
 }
 TTA_NAMES = ("none", "hflip", *PHOTOMETRIC)
+DEFAULT_TTA = ("none", "hflip")
+"""The views of out-of-fold predictions and of ``predict`` unless told otherwise."""
 
 
 def parse_tta(views: str | Sequence[str]) -> tuple[str, ...]:
-    """Validate TTA view names (a sequence or a comma-separated string).
+    """Validate TTA views.
+
+    A comma-separated string (as ``saltseg predict --tta`` takes it) names the views besides the
+    plain tile: ``"hflip"`` means ``("none", "hflip")`` and ``"none"`` alone means no TTA. A
+    sequence is taken as the exact list of views.
 
     Raises:
         SaltsegError: an empty list or an unknown name.
     """
     if isinstance(views, str):
-        views = [v.strip() for v in views.split(",") if v.strip()]
+        names = [v.strip() for v in views.split(",") if v.strip()]
+        if names and names != ["none"]:
+            names = ["none", *(v for v in names if v != "none")]
+        views = names
     views = tuple(views)
     if not views:
         raise SaltsegError(f"no TTA view given; valid: {list(TTA_NAMES)} (combine with '+')")

@@ -11,21 +11,22 @@ costs a few metric calls.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from saltseg.errors import SaltsegError
+from saltseg.io import write_json
 from saltseg.metrics import competition_metric, image_scores
 
 THRESHOLDS = tuple(np.round(np.arange(0.2, 0.801, 0.02), 2).tolist())
 MIN_AREAS = (0, 5, 10, 20, 30, 50, 75, 100, 150, 200, 300)
 CLS_THRESHOLDS = (0.0, *np.round(np.arange(0.05, 0.951, 0.05), 2).tolist())
-FILENAME = "postprocess.json"
+DEFAULT_THRESHOLD = 0.5
+"""The pixel threshold of plain thresholding, before any tuning."""
 
 
 @dataclass
@@ -41,11 +42,29 @@ class PostProcess:
         info: Where the settings came from (scores, runs), saved alongside.
     """
 
-    threshold: float = 0.5
+    threshold: float = DEFAULT_THRESHOLD
     min_area: int = 0
     cls_threshold: float | None = None
     empty_constant: bool = True
     info: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        def number(value: Any) -> bool:
+            return isinstance(value, int | float) and not isinstance(value, bool)
+
+        if not number(self.threshold) or not 0 < self.threshold < 1:
+            raise SaltsegError(f"threshold must be a number in (0, 1), got {self.threshold!r}")
+        if not isinstance(self.min_area, int) or isinstance(self.min_area, bool):
+            raise SaltsegError(f"min_area must be a whole number, got {self.min_area!r}")
+        if self.min_area < 0:
+            raise SaltsegError(f"min_area must be at least 0, got {self.min_area}")
+        gate = self.cls_threshold
+        if gate is not None and (not number(gate) or not 0 <= gate < 1):
+            raise SaltsegError(f"cls_threshold must be null or a number in [0, 1), got {gate!r}")
+        if not isinstance(self.empty_constant, bool):
+            raise SaltsegError(f"empty_constant must be true or false, got {self.empty_constant!r}")
+        if not isinstance(self.info, dict):
+            raise SaltsegError(f"info must be a mapping, got {self.info!r}")
 
     def apply(
         self, probs: np.ndarray, images: np.ndarray | None = None, cls: np.ndarray | None = None
@@ -88,22 +107,32 @@ def constant_tiles(images: np.ndarray) -> np.ndarray:
 
 def save_postprocess(pp: PostProcess, path: str | Path) -> None:
     """Write the settings as JSON, atomically."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(pp.to_json(), indent=2) + "\n")
-    tmp.replace(path)
+    write_json(pp.to_json(), path)
 
 
 def load_postprocess(path: str | Path) -> PostProcess:
-    """Read settings written by :func:`save_postprocess`."""
+    """Read and check settings written by :func:`save_postprocess`.
+
+    Raises:
+        SaltsegError: a missing or unreadable file, unknown keys, wrong types, values out of range.
+    """
     path = Path(path)
+    if not path.is_file():
+        raise SaltsegError(f"post-processing file {path} does not exist")
     try:
         data = json.loads(path.read_text())
-        return PostProcess(**data)
-    except FileNotFoundError:
-        raise SaltsegError(f"post-processing file {path} does not exist") from None
-    except (json.JSONDecodeError, TypeError) as err:
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise SaltsegError(f"{path}: not a post-processing file ({err})") from None
+    if not isinstance(data, dict):
+        raise SaltsegError(f"{path}: not a post-processing file (expected a JSON object)")
+    known = {f.name for f in fields(PostProcess)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise SaltsegError(f"{path}: unknown key {unknown[0]!r}; expected {sorted(known)}")
+    try:
+        return PostProcess(**data)
+    except SaltsegError as err:
+        raise SaltsegError(f"{path}: {err}") from None
 
 
 def tune_postprocess(

@@ -1,0 +1,118 @@
+"""Output folders of commands that write several files (``predict``, ``predict-volume``).
+
+Such a folder is saltseg's when it holds the command's manifest (``predict.json``), which lists
+the files written. Before any work the folder is checked: a missing or empty folder is used, an
+earlier result is replaced only with ``overwrite``, and a folder holding anything else is
+refused. New files are written into a hidden staging folder beside them and moved into place
+only when the command has finished, after the earlier result's files (and only those) are
+removed; an interrupted command leaves the earlier result as it was.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+from saltseg.errors import SaltsegError
+from saltseg.io import write_json
+
+_STAGING = re.compile(r"^\..+\.\d+\.staging$")
+
+
+def check_folder_path(path: Path, what: str = "output folder") -> None:
+    """Refuse a path that is a file or lies under a file (checked before anything is written)."""
+    for parent in [path, *path.parents]:
+        if parent.exists():
+            if not parent.is_dir():
+                raise SaltsegError(f"{what} {path}: {parent} is a file, not a folder")
+            return
+
+
+class OutputFolder:
+    """A folder filled by one command; see the module docstring.
+
+    Args:
+        path: The folder.
+        manifest: The command's manifest file name, e.g. ``predict.json``.
+        overwrite: Replace an earlier result of the same command.
+
+    Raises:
+        SaltsegError: the path is a file, holds files saltseg did not write, or holds an earlier
+            result and ``overwrite`` is off.
+    """
+
+    def __init__(self, path: str | Path, manifest: str, overwrite: bool = False) -> None:
+        self.path, self.manifest = Path(path), manifest
+        check_folder_path(self.path)
+        self.previous: list[Path] = []
+        self.staging: Path | None = None
+        entries = [e for e in self._entries() if not _STAGING.match(e.name)]
+        if not entries:
+            return
+        manifest_path = self.path / manifest
+        if not manifest_path.is_file():
+            raise SaltsegError(
+                f"{self.path} is not empty and holds no {manifest}: choose a new or empty "
+                "folder (saltseg only replaces its own results)"
+            )
+        if not overwrite:
+            raise SaltsegError(
+                f"{self.path} holds an earlier result ({manifest}): pass --overwrite to replace it"
+            )
+        self.previous = [manifest_path, *self._listed(manifest_path)]
+
+    def _entries(self) -> list[Path]:
+        return list(self.path.iterdir()) if self.path.is_dir() else []
+
+    def _listed(self, manifest_path: Path) -> list[Path]:
+        """Entries of the folder that an earlier manifest lists in ``outputs``."""
+        try:
+            data = json.loads(manifest_path.read_text())
+            names = data.get("outputs")
+            if names is None:  # a manifest written before "outputs": the file names it lists
+                names = [Path(str(v)).name for v in (data.get("files") or {}).values()]
+        except (OSError, ValueError, AttributeError):
+            raise SaltsegError(f"{manifest_path}: unreadable manifest") from None
+        if not isinstance(names, list):
+            raise SaltsegError(f"{manifest_path}: 'outputs' is not a list")
+        entries = [self.path / Path(str(name)).name for name in names]
+        return [e for e in entries if e.exists() or e.is_symlink()]
+
+    def stage(self) -> Path:
+        """Create and return the hidden staging folder (earlier staging leftovers are removed)."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        for entry in self._entries():
+            if _STAGING.match(entry.name) and entry.is_dir():
+                shutil.rmtree(entry)
+        self.staging = self.path / f".{self.manifest}.{os.getpid()}.staging"
+        self.staging.mkdir()
+        return self.staging
+
+    def publish(self, summary: dict[str, Any]) -> None:
+        """Remove the earlier result, move the staged files into place, write the manifest
+        (with the names moved in as ``outputs``)."""
+        assert self.staging is not None, "stage() first"
+        names = sorted(entry.name for entry in self.staging.iterdir())
+        for entry in self.previous:
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink(missing_ok=True)
+        clashes = [name for name in names if (self.path / name).exists()]
+        if clashes:  # not ours (checked at the start), so it appeared meanwhile
+            raise SaltsegError(
+                f"{self.path / clashes[0]} appeared meanwhile; the new files are in {self.staging}"
+            )
+        for name in names:
+            os.replace(self.staging / name, self.path / name)
+        self.staging.rmdir()
+        write_json({**summary, "outputs": names}, self.path / self.manifest)
+
+    def abort(self) -> None:
+        """Drop the staged files (the earlier result stays)."""
+        if self.staging is not None and self.staging.exists():
+            shutil.rmtree(self.staging)
