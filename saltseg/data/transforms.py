@@ -20,6 +20,7 @@ import torch.nn.functional as F
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from saltseg.data.draw import gray_to_rgb, mask_outline
 from saltseg.errors import SaltsegError
 
 TILE = 101
@@ -226,17 +227,10 @@ def restore_geometry(
     return out.numpy() if isinstance(prob, np.ndarray) else out
 
 
-def _outline(mask: np.ndarray) -> np.ndarray:
-    """Pixels of ``mask`` with a 4-neighbour outside it (the image border counts as inside)."""
-    m = np.pad(mask.astype(bool), 1, mode="edge")
-    inner = m[:-2, 1:-1] & m[2:, 1:-1] & m[1:-1, :-2] & m[1:-1, 2:]
-    return mask.astype(bool) & ~inner
-
-
 def _cell(image: np.ndarray, mask: np.ndarray | None, scale: int) -> np.ndarray:
-    rgb = np.repeat((np.clip(image, 0, 1) * 255).round().astype(np.uint8)[..., None], 3, axis=2)
+    rgb = gray_to_rgb(image)
     if mask is not None:
-        rgb[_outline(mask)] = _RED
+        rgb[mask_outline(mask)] = _RED
     return rgb.repeat(scale, axis=0).repeat(scale, axis=1)
 
 
