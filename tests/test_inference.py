@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from saltseg.cli import app
 from saltseg.config import load_config
-from saltseg.data.tgs import write_image_png
+from saltseg.data.tiles_io import write_image_png
 from saltseg.errors import SaltsegError
 from saltseg.inference.ensemble import Ensemble, select_members
 from saltseg.inference.onnx import export_run, load_onnx

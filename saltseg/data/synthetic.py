@@ -22,9 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
-from saltseg.data.tgs import write_mask_png
+from saltseg.data.tiles_io import write_image_png, write_mask_png
 from saltseg.errors import SaltsegError
 from saltseg.rle import rle_encode
 
@@ -374,8 +373,7 @@ def generate_dataset(
             tile_id, (r, c) = next(ids), divmod(int(position), cols)
             window = np.s_[r * TILE : (r + 1) * TILE, c * TILE : (c + 1) * TILE]
             split = "train" if k < n_train_here else "test"
-            rgb = np.repeat(gray[window][..., None], 3, axis=2)
-            Image.fromarray(rgb).save(out / split / "images" / f"{tile_id}.png", compress_level=1)
+            write_image_png(out / split / "images" / f"{tile_id}.png", gray[window], 1)
             if split == "train":
                 write_mask_png(out / "train" / "masks" / f"{tile_id}.png", salt[window])
                 rles[tile_id] = rle_encode(salt[window])

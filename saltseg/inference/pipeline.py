@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from saltseg.data.tiles_io import write_masks
 from saltseg.errors import SaltsegError
 from saltseg.inference.ensemble import Ensemble, ensemble_oof, parse_weights, select_members
 from saltseg.inference.postprocess import (
@@ -31,7 +32,7 @@ from saltseg.inference.postprocess import (
 from saltseg.inference.predict import parse_tta
 from saltseg.inference.pseudo import PseudoLabelWriter
 from saltseg.inference.source import TileSource, open_tiles
-from saltseg.inference.submission import ProbWriter, SubmissionWriter, write_masks
+from saltseg.inference.submission import ProbWriter, SubmissionWriter
 from saltseg.training.kfold import write_json
 
 
