@@ -30,11 +30,11 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _results import machine, write_section  # noqa: E402
 
 from saltseg.config import load_config  # noqa: E402
-from saltseg.data.tgs import write_image_png  # noqa: E402
+from saltseg.data.tiles_io import write_image_png  # noqa: E402
 from saltseg.inference.onnx import export_onnx, onnx_session, session_runner  # noqa: E402
-from saltseg.tta import predict_with, prepare_inputs, torch_runner  # noqa: E402
 from saltseg.inference.source import open_tiles  # noqa: E402
 from saltseg.models import create_model  # noqa: E402
+from saltseg.tta import predict_with, prepare_inputs, torch_runner  # noqa: E402
 
 TEST_TILES = 18000
 TTA = ("none", "hflip")

@@ -74,9 +74,9 @@ def run_ours(budget_s: float, epochs: int) -> dict:
     from saltseg.config import load_config
     from saltseg.data.datamodule import FoldDataModule
     from saltseg.data.tgs import load_dataset
-    from saltseg.tta import predict_probs
     from saltseg.metrics import competition_metric
     from saltseg.training.module import SaltModule
+    from saltseg.tta import predict_probs
 
     torch.set_num_threads(1)
     tiles = load_dataset(SAMPLE, "train")

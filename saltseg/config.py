@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from saltseg.errors import SaltsegError
 from saltseg.io import write_text
+from saltseg.losses import check_loss_spec
 from saltseg.postprocess import DEFAULT_THRESHOLD
 from saltseg.rle import TILE
 
@@ -117,11 +118,26 @@ class DataConfig(_Strict):
 
 
 class LossStage(_Strict):
-    """Loss terms (name -> weight) active from ``epoch`` on."""
+    """Loss terms (name -> weight) active from ``epoch`` on; ``options`` per term name."""
 
     epoch: int = Field(0, ge=0)
     terms: dict[str, float] = {"bce": 1.0}
     options: dict[str, dict[str, Any]] = {}
+
+    @model_validator(mode="after")
+    def _known_losses(self) -> LossStage:
+        stray = sorted(set(self.options) - set(self.terms))
+        if stray:
+            raise ValueError(f"options given for {stray[0]!r}, which is not among the terms")
+        try:
+            check_loss_spec([self.term(name) for name in self.terms])
+        except SaltsegError as err:
+            raise ValueError(str(err)) from None
+        return self
+
+    def term(self, name: str) -> dict[str, Any]:
+        """One term as :func:`saltseg.losses.create_loss` takes it: name, weight, options."""
+        return {"name": name, "weight": self.terms[name], **self.options.get(name, {})}
 
 
 class LossConfig(_Strict):
@@ -228,7 +244,7 @@ def _describe(err: ValidationError) -> str:
     where = ".".join(str(p) for p in first["loc"]) or "config"
     if first["type"] == "extra_forbidden":
         return f"unknown key {where!r}"
-    return f"{where}: {first['msg']}"
+    return f"{where}: {first['msg'].removeprefix('Value error, ')}"
 
 
 def config_from_dict(tree: dict[str, Any]) -> Config:

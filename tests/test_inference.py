@@ -12,15 +12,15 @@ from typer.testing import CliRunner
 
 from saltseg.cli import app
 from saltseg.config import load_config
-from saltseg.data.tgs import write_image_png
+from saltseg.data.tiles_io import write_image_png
 from saltseg.errors import SaltsegError
 from saltseg.inference.ensemble import Ensemble, select_members
 from saltseg.inference.onnx import export_run, load_onnx
 from saltseg.inference.pipeline import predict_folder, tune_runs
-from saltseg.tta import predict_with, prepare_inputs, torch_runner
 from saltseg.rle import rle_decode
 from saltseg.runs import load_model
 from saltseg.training.kfold import train_kfold
+from saltseg.tta import predict_with, prepare_inputs, torch_runner
 from tests.test_tgs import make_layout
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"

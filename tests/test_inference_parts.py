@@ -12,6 +12,10 @@ from torch import nn
 from saltseg.config import load_config
 from saltseg.errors import SaltsegError
 from saltseg.inference.ensemble import Ensemble, Member, parse_weights, select_members
+from saltseg.inference.pseudo import PseudoLabelWriter, confident, uncertain_fraction
+from saltseg.inference.source import open_tiles
+from saltseg.inference.submission import ProbWriter, SubmissionWriter
+from saltseg.metrics import competition_metric
 from saltseg.postprocess import (
     PostProcess,
     constant_tiles,
@@ -19,12 +23,8 @@ from saltseg.postprocess import (
     save_postprocess,
     tune_postprocess,
 )
-from saltseg.tta import parse_tta, predict_probs
-from saltseg.inference.pseudo import PseudoLabelWriter, confident, uncertain_fraction
-from saltseg.inference.source import open_tiles
-from saltseg.inference.submission import ProbWriter, SubmissionWriter
-from saltseg.metrics import competition_metric
 from saltseg.rle import rle_decode
+from saltseg.tta import parse_tta, predict_probs
 
 rng = np.random.default_rng(0)
 

@@ -15,8 +15,9 @@ PACKAGE = Path(saltseg.__file__).parent
 # Bottom to top; a module may import from its own layer and those below.
 LAYERS = [
     ["saltseg.errors", "saltseg.io", "saltseg.rle", "saltseg.metrics"],
-    ["saltseg.postprocess", "saltseg.outputs", "saltseg.config"],
-    ["saltseg.data", "saltseg.models", "saltseg.losses"],
+    ["saltseg.postprocess", "saltseg.outputs", "saltseg.models", "saltseg.losses"],
+    ["saltseg.config"],
+    ["saltseg.data"],
     ["saltseg.tta", "saltseg.evaluate"],
     ["saltseg.runs"],
     ["saltseg.training", "saltseg.inference", "saltseg.mosaic"],

@@ -16,6 +16,7 @@ from saltseg.losses import (
     SegmentationCriterion,
     bce_loss,
     bootstrapped_ce,
+    check_loss_spec,
     classifier_bce,
     create_loss,
     focal_loss,
@@ -325,3 +326,29 @@ def test_half_precision_logits_are_computed_in_float32() -> None:
         half = loss(x.bfloat16(), y)
         assert half.dtype == torch.float32
         assert half.item() == pytest.approx(loss(x.bfloat16().float(), y).item(), rel=1e-6)
+
+
+def test_check_loss_spec_for_config_validation() -> None:
+    check_loss_spec("bce")
+    check_loss_spec({"bce": 1.0, "lovasz_symmetric": 0.5})
+    check_loss_spec([{"name": "dice", "weight": 1.0, "per_image": False}, {"name": "focal"}])
+    with pytest.raises(SaltsegError, match="unknown loss 'jaccard'; valid: bce, "):
+        check_loss_spec({"bce": 1.0, "jaccard": 1.0})
+    with pytest.raises(SaltsegError, match="'focal': bad options"):
+        check_loss_spec([{"name": "focal", "gama": 2.0}])
+    with pytest.raises(SaltsegError, match="smooth must be > 0"):
+        check_loss_spec({"name": "dice", "smooth": 0})  # caught when built, not when first used
+    with pytest.raises(SaltsegError, match="k must be"):
+        create_loss("bootstrapped_ce", k=2)
+    with pytest.raises(SaltsegError, match="bad loss spec 5"):
+        check_loss_spec(5)
+
+
+def test_losses_package_layout() -> None:
+    import saltseg
+    from saltseg.losses import criterion, functional, modules
+
+    assert functional.lovasz_hinge is lovasz_hinge
+    assert modules.create_loss is create_loss and modules.list_losses is saltseg.list_losses
+    assert criterion.SegmentationCriterion is SegmentationCriterion
+    assert saltseg.create_loss is create_loss

@@ -1,6 +1,10 @@
-"""Model zoo: one base tester per named recipe, plus scSE, hypercolumn, weights and registry."""
+"""Model zoo: one base tester per named preset, plus scSE, hypercolumn, weights and registry."""
 
 from __future__ import annotations
+
+import dataclasses
+import hashlib
+from pathlib import Path
 
 import pydantic
 import pytest
@@ -11,7 +15,15 @@ from typer.testing import CliRunner
 
 from saltseg.cli import app
 from saltseg.errors import SaltsegError
-from saltseg.models import create_model, describe_models, list_models
+from saltseg.models import (
+    PRESETS,
+    ModelPreset,
+    SegmentationModel,
+    create_model,
+    describe_models,
+    list_models,
+)
+from saltseg.models.base import check_pretrained
 from saltseg.models.encoders import Encoder
 from saltseg.models.modules import (
     SCSE,
@@ -24,7 +36,7 @@ from saltseg.models.modules import (
 )
 from saltseg.models.unet import UNet, default_decoder_channels
 
-RECIPES = ["resnet34", "seresnext50_32x4d", "inception_v4", "frrn_a", "frrn_b"]
+PRESET_NAMES = ["resnet34", "seresnext50_32x4d", "inception_v4", "frrn_a", "frrn_b"]
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -33,6 +45,12 @@ def _one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+def _keys_digest(model: torch.nn.Module) -> tuple[int, str]:
+    """Count and short SHA-256 of the ordered state dict keys (checkpoints load by these keys)."""
+    keys = list(model.state_dict())
+    return len(keys), hashlib.sha256("\n".join(keys).encode()).hexdigest()[:16]
 
 
 def _finite_grads(model: torch.nn.Module) -> bool:
@@ -45,6 +63,7 @@ class BaseModelTester:
 
     name: str
     kwargs: dict = {}
+    keys: tuple[int, str]  # state dict keys recorded before the SegmentationModel refactor
 
     @pytest.fixture(scope="class")
     def model(self) -> torch.nn.Module:
@@ -81,30 +100,39 @@ class BaseModelTester:
         with pytest.raises(SaltsegError, match="expects input N x 1"):
             model(torch.randn(2, 3, 64, 64))
 
+    def test_state_dict_keys_unchanged(self, model):
+        assert isinstance(model, SegmentationModel)
+        assert _keys_digest(model) == self.keys
+
 
 class TestResnet34(BaseModelTester):
     name = "resnet34"
     kwargs = {"decoder_width": 0.25}
+    keys = (350, "3efee9a4cb0fa344")
 
 
 class TestSeresnext50(BaseModelTester):
     name = "seresnext50_32x4d"
     kwargs = {"decoder_width": 0.125}
+    keys = (516, "a0a6eca13efa2495")
 
 
 class TestInceptionV4(BaseModelTester):
     name = "inception_v4"
     kwargs = {"decoder_width": 0.125}
+    keys = (1028, "402aeca2e00090e9")
 
 
 class TestFrrnA(BaseModelTester):
     name = "frrn_a"
     kwargs = {"width": 0.125}
+    keys = (323, "a3a764682a4d2dbd")
 
 
 class TestFrrnB(BaseModelTester):
     name = "frrn_b"
     kwargs = {"width": 0.125}
+    keys = (379, "ad70a36ea8d465a3")
 
     def test_one_more_pooling_level(self, model):
         assert len(model.down) == len(create_model("frrn_a", width=0.125).down) + 1
@@ -302,12 +330,12 @@ def test_config_objects_and_overrides():
 
 def test_list_and_cli():
     names = list_models()
-    assert names[:5] == RECIPES and {"unet", "frrn"} <= set(names)
+    assert names[:5] == PRESET_NAMES and {"unet", "frrn"} <= set(names)
     result = CliRunner().invoke(app, ["models"])
     assert result.exit_code == 0
     lines = result.output.strip().splitlines()
     assert len(lines) == len(describe_models())
-    for name in RECIPES:
+    for name in PRESET_NAMES:
         assert any(line.split()[0] == name and len(line.split()) > 3 for line in lines)
 
 
@@ -319,3 +347,81 @@ def test_other_timm_encoder_with_scse():
     out = model(torch.randn(2, 1, 101, 101))
     assert out["mask"].shape == (2, 1, 101, 101)
     assert model.hypercolumn_channels == sum(model.decoder_channels)
+
+
+def test_architecture_state_dict_keys_unchanged():
+    assert _keys_digest(create_model("frrn", width=0.125)) == (321, "e258804272ff900d")
+    plain = create_model("unet", encoder="resnet18", decoder_width=0.25)
+    assert _keys_digest(plain) == (182, "aa2a4a1531bc3f0b")
+    full = _tiny_unet(side_outputs=True, hypercolumn=True, scse_decoder=True)
+    assert _keys_digest(full) == (232, "fef2eb09ecdac488")
+
+
+def test_every_model_accepts_pretrained_false():
+    for name in ["frrn", "frrn_a", "frrn_b"]:
+        model = create_model(name, width=0.125, pretrained=False)
+        assert model.config["pretrained"] is False
+        assert create_model(model.config).config == model.config
+    assert _tiny_unet(pretrained=False).config["pretrained"] is False
+
+
+def test_frrn_has_no_imagenet_weights():
+    with pytest.raises(SaltsegError, match="frrn has no pretrained weights.*pretrained: false"):
+        create_model("frrn_b", width=0.125, pretrained=True)
+
+
+def test_frrn_local_weights_file(tmp_path):
+    torch.manual_seed(0)
+    trained = create_model("frrn_a", width=0.125)
+    path = tmp_path / "frrn.pth"
+    torch.save({"state_dict": {f"model.{k}": v for k, v in trained.state_dict().items()}}, path)
+    torch.manual_seed(1)
+    loaded = create_model("frrn_a", width=0.125, pretrained=path)
+    assert loaded.config["pretrained"] == str(path)
+    for key, value in loaded.state_dict().items():
+        assert torch.equal(value, trained.state_dict()[key]), key
+    with pytest.raises(SaltsegError, match="frrn expects"):
+        create_model("frrn_a", width=0.25, pretrained=path)
+    with pytest.raises(SaltsegError, match="does not hold weights for this frrn"):
+        create_model("frrn_b", width=0.125, pretrained=path)
+    with pytest.raises(SaltsegError, match="not found"):
+        create_model("frrn", pretrained=tmp_path / "missing.pth")
+
+
+def test_pretrained_must_be_bool_or_path():
+    assert check_pretrained("unet", Path("w.pth")) == "w.pth"
+    with pytest.raises(SaltsegError, match="pretrained must be true, false or a weights file"):
+        create_model("frrn", pretrained=1)
+
+
+def test_presets_are_frozen_dataclasses():
+    assert list(PRESETS) == PRESET_NAMES
+    preset = PRESETS["frrn_b"]
+    assert isinstance(preset, ModelPreset) and preset.architecture == "frrn"
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        preset.architecture = "unet"
+    with pytest.raises(TypeError):
+        preset.kwargs["layout"] = "a"
+    model = create_model("frrn_b", width=0.125)
+    assert {k: model.config[k] for k in preset.kwargs} == dict(preset.kwargs)
+    assert describe_models()["frrn_b"] == preset.description
+
+
+def test_base_crops_maps_and_passes_other_outputs():
+    class Probe(SegmentationModel):
+        name = "probe"
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.in_chans, self.stride, self.seen = 1, 8, None
+
+        def forward_padded(self, x):
+            self.seen = tuple(x.shape)
+            return {"mask": x, "aux": [x, x], "cls": x.mean((2, 3))}
+
+    probe = Probe()
+    x = torch.randn(2, 1, 13, 16)
+    out = probe(x)
+    assert probe.seen == (2, 1, 16, 16)
+    assert torch.equal(out["mask"], x) and all(torch.equal(a, x) for a in out["aux"])
+    assert out["cls"].shape == (2, 1)

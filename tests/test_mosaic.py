@@ -8,7 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from saltseg.cli import app
-from saltseg.data.tgs import write_image_png, write_mask_png
+from saltseg.data.tiles_io import write_image_png, write_mask_png
 from saltseg.errors import SaltsegError
 from saltseg.mosaic import (
     Layout,

@@ -7,14 +7,14 @@ import pytest
 from typer.testing import CliRunner
 
 from saltseg.cli import app
-from saltseg.data.tgs import write_image_png, write_mask_png
+from saltseg.config import Config
+from saltseg.data.tiles_io import write_image_png, write_mask_png
 from saltseg.errors import SaltsegError
+from saltseg.io import write_json
 from saltseg.metrics import competition_metric
 from saltseg.report import analyse, write_report
 from saltseg.report.analysis import calibration_table
 from saltseg.report.tables import category_table, coverage_table, tile_table, worst_tiles
-from saltseg.config import Config
-from saltseg.io import write_json
 from saltseg.runs import Run
 from tests.test_tgs import make_layout
 

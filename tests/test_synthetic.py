@@ -1,4 +1,5 @@
 import csv
+import json
 import re
 from pathlib import Path
 
@@ -9,7 +10,7 @@ from typer.testing import CliRunner
 
 from saltseg.cli import app
 from saltseg.data.preview import COVERAGE_BINS, format_stats, write_preview
-from saltseg.data.synthetic import TILE, generate_dataset, make_section
+from saltseg.data.synthetic import MARKER, TILE, generate_dataset, is_synthetic, make_section
 from saltseg.data.tgs import load_dataset
 from saltseg.errors import SaltsegError
 from saltseg.rle import rle_decode
@@ -135,7 +136,7 @@ def test_same_seed_same_bytes_and_other_seed_differs(tmp_path):
     for name, seed in (("a", 5), ("b", 5), ("c", 6)):
         generate_dataset(tmp_path / name, n_train=30, n_test=20, seed=seed)
     files = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*.*"))
-    assert len(files) == 30 * 2 + 20 + 3
+    assert len(files) == 30 * 2 + 20 + 3 + 1  # the CSVs and the marker
     for rel in files:
         assert (tmp_path / "a" / rel).read_bytes() == (tmp_path / "b" / rel).read_bytes(), rel
     assert (tmp_path / "a/train.csv").read_bytes() != (tmp_path / "c/train.csv").read_bytes()
@@ -150,6 +151,26 @@ def test_overwrite_protection(tmp_path):
     assert len(_stems(tmp_path / "train/images")) == 7
     assert len(_stems(tmp_path / "test/images")) == 3
     assert (tmp_path / "notes.txt").read_text() == "keep me"
+
+
+def test_overwrite_refuses_a_dataset_saltseg_did_not_make(tmp_path):
+    real = tmp_path / "kaggle"
+    (real / "train" / "images").mkdir(parents=True)
+    (real / "train" / "images" / "abc.png").write_bytes(b"real tile")
+    (real / "train.csv").write_text("id,rle_mask\nabc,\n")
+    with pytest.raises(SaltsegError, match="saltseg did not generate .*refusing to delete"):
+        generate_dataset(real, n_train=4, n_test=2, overwrite=True)
+    assert (real / "train" / "images" / "abc.png").read_bytes() == b"real tile"
+    assert sorted(p.name for p in real.iterdir()) == ["train", "train.csv"]
+
+
+def test_marker_lets_overwrite_replace_its_own_dataset(tmp_path):
+    generate_dataset(tmp_path, n_train=4, n_test=2, seed=1)
+    assert is_synthetic(tmp_path)
+    assert json.loads((tmp_path / MARKER).read_text())["seed"] == 1
+    (tmp_path / MARKER).unlink()
+    with pytest.raises(SaltsegError, match="did not generate"):
+        generate_dataset(tmp_path, n_train=4, n_test=2, overwrite=True)
 
 
 @pytest.mark.parametrize("sizes", [(-1, 5), (0, 0)])

@@ -3,13 +3,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from saltseg.data.tgs import (
-    load_dataset,
-    load_masks,
-    read_rle_csv,
-    write_image_png,
-    write_mask_png,
-)
+from saltseg.data.tgs import load_dataset, load_masks, read_rle_csv
+from saltseg.data.tiles_io import write_image_png, write_mask_png
 from saltseg.errors import SaltsegError
 from saltseg.rle import rle_encode
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
+from saltseg.data.draw import gray_to_rgb, mask_outline
 from saltseg.data.tgs import TileSet, load_dataset
 
 COVERAGE_BINS = ("empty", "<10%", "10-50%", "50-90%", "90-99%", "full")
@@ -71,15 +72,9 @@ def format_stats(stats: dict[str, TileStats]) -> str:
 
 def _render_tile(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """Gray tile with salt tinted red and its outline in bright red, RGB uint8."""
-    gray = np.clip(np.rint(image * 255), 0, 255).astype(np.uint8)
-    rgb = np.repeat(gray[..., None], 3, axis=2).astype(np.float32)
+    rgb = gray_to_rgb(image).astype(np.float32)
     rgb[mask] = 0.75 * rgb[mask] + 0.25 * np.array([255, 0, 0])
-    inner = mask.copy()
-    inner[1:] &= mask[:-1]
-    inner[:-1] &= mask[1:]
-    inner[:, 1:] &= mask[:, :-1]
-    inner[:, :-1] &= mask[:, 1:]
-    rgb[mask & ~inner] = (255, 0, 0)
+    rgb[mask_outline(mask)] = (255, 0, 0)
     return rgb.astype(np.uint8)
 
 

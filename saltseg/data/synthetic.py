@@ -11,7 +11,8 @@ at one end, like the zero-filled edges of real sections.
 the grid positions (all-salt positions less often, positions that salt barely touches more often,
 which brings the coverage histogram close to the real one; the rest are holes, as in the real
 mosaic), assigns the kept ones at random to train or test and writes the competition layout plus
-``mosaic_truth.csv`` (``id,section,row,col``).
+``mosaic_truth.csv`` (``id,section,row,col``) and a marker file, :data:`MARKER`, without which
+``overwrite=True`` refuses to delete a dataset.
 """
 
 from __future__ import annotations
@@ -22,14 +23,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
-from saltseg.data.tgs import write_mask_png
+from saltseg.data.tiles_io import write_image_png, write_mask_png
 from saltseg.errors import SaltsegError
+from saltseg.io import write_json
 from saltseg.rle import rle_encode
 
 TILE = 101
 DATASET_ENTRIES = ("train", "test", "train.csv", "depths.csv", "mosaic_truth.csv")
+MARKER = ".saltseg-synthetic.json"  # written first: the dataset in this folder is ours to replace
 _FILL = 0.85  # share of grid positions that become tiles
 _MAX_SECTION_TILES = 300
 # How often a grid position is kept, by salt coverage: all-salt tiles are rare in the real set
@@ -309,16 +311,36 @@ def dataset_entries(out: str | Path) -> list[str]:
     return [name for name in DATASET_ENTRIES if (Path(out) / name).exists()]
 
 
-def _prepare(out: Path, overwrite: bool) -> None:
+def is_synthetic(out: str | Path) -> bool:
+    """Whether ``out`` holds a dataset written by :func:`generate_dataset` (its marker file)."""
+    return (Path(out) / MARKER).is_file()
+
+
+def _prepare(out: Path, overwrite: bool, marker: dict[str, object]) -> None:
+    """Clear a previous synthetic dataset from ``out`` and make the split folders.
+
+    Only the :data:`DATASET_ENTRIES` of a folder carrying :data:`MARKER` are ever deleted; a
+    dataset saltseg did not generate (the real Kaggle data, say) is refused even with overwrite.
+    """
     present = dataset_entries(out)
     if present and not overwrite:
         raise SaltsegError(
             f"{out} already holds a dataset ({', '.join(present)}); "
             "use --overwrite (overwrite=True) to replace it"
         )
+    if present and not is_synthetic(out):
+        raise SaltsegError(
+            f"{out} holds a dataset ({', '.join(present)}) that saltseg did not generate (no "
+            f"{MARKER}); refusing to delete it: choose another folder or remove it yourself"
+        )
     for name in present:
         path = out / name
-        shutil.rmtree(path) if path.is_dir() else path.unlink()
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(marker, out / MARKER)
     for split in ("train/images", "train/masks", "test/images"):
         (out / split).mkdir(parents=True)
 
@@ -338,16 +360,24 @@ def generate_dataset(
         n_train: Labelled tiles (``train/images``, ``train/masks``, ``train.csv``).
         n_test: Unlabelled tiles (``test/images``).
         seed: The same seed and sizes give byte-identical files.
-        overwrite: Replace a dataset already in ``out``; otherwise that is an error.
+        overwrite: Replace a synthetic dataset already in ``out`` (one with the :data:`MARKER`
+            file this function writes); otherwise that is an error.
 
     Raises:
-        SaltsegError: negative sizes, no tiles at all, or ``out`` already holds a dataset.
+        SaltsegError: negative sizes, no tiles at all, ``out`` already holds a dataset and
+            ``overwrite`` is false, or it holds one that saltseg did not generate.
     """
     if n_train < 0 or n_test < 0 or n_train + n_test == 0:
         raise SaltsegError(f"need n_train, n_test >= 0 and some tiles, got {n_train}, {n_test}")
     start = time.perf_counter()
     out = Path(out)
-    _prepare(out, overwrite)
+    made = {
+        "generator": "saltseg.data.synthetic",
+        "seed": seed,
+        "n_train": n_train,
+        "n_test": n_test,
+    }
+    _prepare(out, overwrite, made)
     rng = np.random.default_rng([seed, 0])
     shapes = _plan(rng, n_train + n_test)
     owner = np.repeat(np.arange(len(shapes)), [r * c for r, c in shapes])
@@ -374,8 +404,7 @@ def generate_dataset(
             tile_id, (r, c) = next(ids), divmod(int(position), cols)
             window = np.s_[r * TILE : (r + 1) * TILE, c * TILE : (c + 1) * TILE]
             split = "train" if k < n_train_here else "test"
-            rgb = np.repeat(gray[window][..., None], 3, axis=2)
-            Image.fromarray(rgb).save(out / split / "images" / f"{tile_id}.png", compress_level=1)
+            write_image_png(out / split / "images" / f"{tile_id}.png", gray[window], 1)
             if split == "train":
                 write_mask_png(out / "train" / "masks" / f"{tile_id}.png", salt[window])
                 rles[tile_id] = rle_encode(salt[window])

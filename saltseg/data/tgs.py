@@ -8,10 +8,10 @@
     ROOT/depths.csv              id,z
     ROOT/train.csv               id,rle_mask
 
-Tiles are returned in sorted-id order as float32 images in [0, 1] and boolean masks. Reading is
-cached in one ``.npz`` per split (keyed by the files' names, sizes and modification times), so a
-second read of 22000 tiles is fast; the cache lives outside the data folder, which may be
-read-only.
+Tiles are returned in sorted-id order as float32 images in [0, 1] and boolean masks (PNGs are
+read by :mod:`saltseg.data.tiles_io`). Reading is cached in one ``.npz`` per split (keyed by the
+files' names, sizes and modification times), so a second read of 22000 tiles is fast; the cache
+lives outside the data folder, which may be read-only.
 """
 
 from __future__ import annotations
@@ -23,9 +23,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from PIL import Image, UnidentifiedImageError
 
+from saltseg.data.tiles_io import png_ids, read_image, read_mask, tile_pngs
 from saltseg.errors import SaltsegError
+from saltseg.io import atomic_path
 from saltseg.rle import TILE_SHAPE, rle_decode
 
 SPLITS = ("train", "test")
@@ -73,70 +74,6 @@ def _cache_dir() -> Path:
     if env:
         return Path(env)
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "saltseg"
-
-
-def _png_ids(folder: Path) -> list[str]:
-    return sorted(p.stem for p in folder.glob("*.png"))
-
-
-def _read_png(path: Path) -> np.ndarray:
-    try:
-        with Image.open(path) as img:
-            img.load()
-            mode = img.mode
-            if mode in ("RGB", "RGBA"):
-                array = np.asarray(img)[..., :3]
-                if not (array[..., 0] == array[..., 1]).all():
-                    raise SaltsegError(
-                        f"{path}: RGB image with unequal channels, not a seismic tile"
-                    )
-                array = array[..., 0]
-            elif mode in ("L", "1", "P", "LA"):
-                array = np.asarray(img.convert("L"))
-            else:  # 16-bit and 32-bit grayscale ("I;16", "I")
-                array = np.asarray(img)
-    except (UnidentifiedImageError, OSError, SyntaxError) as err:
-        raise SaltsegError(f"{path}: unreadable PNG ({err})") from None
-    return array
-
-
-def _full_scale(array: np.ndarray) -> float:
-    if array.dtype == np.bool_:
-        return 1.0
-    if array.dtype == np.uint8:
-        return 255.0
-    return 65535.0
-
-
-def read_image(path: Path, shape: tuple[int, int] | None = TILE_SHAPE) -> np.ndarray:
-    """Read one tile image as float32 in [0, 1]; ``shape=None`` accepts any size."""
-    array = _read_png(Path(path))
-    if shape is not None and array.shape != shape:
-        raise SaltsegError(f"{path}: tile is {array.shape[1]}x{array.shape[0]}, expected 101x101")
-    return (array / _full_scale(array)).astype(np.float32)
-
-
-def read_mask(path: Path, shape: tuple[int, int] | None = TILE_SHAPE) -> np.ndarray:
-    """Read one mask PNG as bool: salt where the value is above half the type's range."""
-    array = _read_png(Path(path))
-    if shape is not None and array.shape != shape:
-        raise SaltsegError(f"{path}: mask is {array.shape[1]}x{array.shape[0]}, expected 101x101")
-    return array > _full_scale(array) / 2
-
-
-def write_mask_png(path: Path, mask: np.ndarray) -> None:
-    """Write a mask as Kaggle did: 16-bit {0, 65535} when it has salt, 8-bit zeros when empty."""
-    mask = np.asarray(mask, dtype=bool)
-    if mask.any():
-        Image.fromarray(mask.astype(np.uint16) * 65535).save(path)
-    else:
-        Image.fromarray(np.zeros(mask.shape, dtype=np.uint8)).save(path)
-
-
-def write_image_png(path: Path, image: np.ndarray) -> None:
-    """Write a float [0, 1] tile as an 8-bit RGB PNG with three equal channels."""
-    gray = np.clip(np.rint(np.asarray(image, dtype=np.float64) * 255), 0, 255).astype(np.uint8)
-    Image.fromarray(np.repeat(gray[..., None], 3, axis=2)).save(path)
 
 
 def read_id_csv(path: Path, column: str) -> pd.Series:
@@ -246,11 +183,11 @@ def load_dataset(root: str | Path, split: str = "train", cache: bool = True) -> 
         if cache_file.exists():
             return _read_cache(cache_file)
 
-    ids = _png_ids(image_dir)
+    ids = png_ids(image_dir)
     if not ids:
         raise SaltsegError(f"no PNG images in {image_dir}")
     if labelled:
-        _check_pairs(ids, _png_ids(mask_dir), root)
+        _check_pairs(ids, png_ids(mask_dir), root)
         if (root / "train.csv").exists():
             rle_ids = set(read_id_csv(root / "train.csv", "rle_mask").index)
             absent = [i for i in ids if i not in rle_ids]
@@ -274,7 +211,6 @@ def load_dataset(root: str | Path, split: str = "train", cache: bool = True) -> 
 def _write_cache(path: Path, tiles: TileSet) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + f".{os.getpid()}.tmp.npz")
         arrays = {
             "ids": np.array(tiles.ids),
             "images": np.rint(tiles.images * 65535).astype(np.uint16),
@@ -282,8 +218,8 @@ def _write_cache(path: Path, tiles: TileSet) -> None:
         }
         if tiles.masks is not None:
             arrays["masks"] = np.packbits(tiles.masks, axis=-1)
-        np.savez(tmp, **arrays)
-        tmp.replace(path)
+        with atomic_path(path) as tmp:
+            np.savez(tmp, **arrays)
     except OSError:
         return  # a cache that cannot be written only costs speed
 
@@ -313,8 +249,5 @@ def load_masks(source: str | Path) -> tuple[list[str], np.ndarray]:
         raise SaltsegError(f"{source} does not exist")
     if source.is_file():
         return read_rle_csv(source)
-    folder = source / "train" / "masks" if (source / "train" / "masks").is_dir() else source
-    ids = _png_ids(folder)
-    if not ids:
-        raise SaltsegError(f"no mask PNGs in {folder}")
-    return ids, np.stack([read_mask(folder / f"{i}.png") for i in ids])
+    _, paths = tile_pngs(source, "train", "masks")
+    return [p.stem for p in paths], np.stack([read_mask(p) for p in paths])

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from saltseg.config import AugmentConfig
+from saltseg.data.draw import gray_to_rgb, mask_outline
 from saltseg.errors import SaltsegError
 from saltseg.rle import TILE
 
@@ -151,17 +152,10 @@ def restore_geometry(
     return out.numpy() if isinstance(prob, np.ndarray) else out
 
 
-def _outline(mask: np.ndarray) -> np.ndarray:
-    """Pixels of ``mask`` with a 4-neighbour outside it (the image border counts as inside)."""
-    m = np.pad(mask.astype(bool), 1, mode="edge")
-    inner = m[:-2, 1:-1] & m[2:, 1:-1] & m[1:-1, :-2] & m[1:-1, 2:]
-    return mask.astype(bool) & ~inner
-
-
 def _cell(image: np.ndarray, mask: np.ndarray | None, scale: int) -> np.ndarray:
-    rgb = np.repeat((np.clip(image, 0, 1) * 255).round().astype(np.uint8)[..., None], 3, axis=2)
+    rgb = gray_to_rgb(image)
     if mask is not None:
-        rgb[_outline(mask)] = _RED
+        rgb[mask_outline(mask)] = _RED
     return rgb.repeat(scale, axis=0).repeat(scale, axis=1)
 
 

@@ -20,11 +20,12 @@ from typing import Any
 import numpy as np
 
 from saltseg.data.tgs import load_dataset
+from saltseg.data.tiles_io import write_masks
 from saltseg.errors import SaltsegError
 from saltseg.inference.ensemble import Ensemble, ensemble_oof, parse_weights, select_members
 from saltseg.inference.pseudo import PseudoLabelWriter
 from saltseg.inference.source import TileSource, open_tiles
-from saltseg.inference.submission import ProbWriter, SubmissionWriter, write_masks
+from saltseg.inference.submission import ProbWriter, SubmissionWriter
 from saltseg.outputs import OutputFolder
 from saltseg.postprocess import PostProcess, load_postprocess, save_postprocess, tune_postprocess
 from saltseg.runs import Run

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from saltseg.data.tgs import write_mask_png
+from saltseg.data.tiles_io import write_mask_png
 from saltseg.errors import SaltsegError
 from saltseg.outputs import OutputFolder
 from saltseg.rle import rle_encode

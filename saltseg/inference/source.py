@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from saltseg.data.tgs import read_depths, read_image
-from saltseg.errors import SaltsegError
+from saltseg.data.tgs import read_depths
+from saltseg.data.tiles_io import read_image, tile_pngs
 
 
 @dataclass
@@ -59,14 +59,7 @@ def open_tiles(data: str | Path, split: str = "test") -> TileSource:
         SaltsegError: a missing folder or one without PNG images, a depths.csv lacking a tile.
     """
     root = Path(data)
-    if not root.is_dir():
-        raise SaltsegError(f"data folder {root} does not exist")
-    nested = root / split / "images"
-    folder = nested if nested.is_dir() else root
-    paths = sorted(folder.glob("*.png"))
-    if not paths:
-        where = f"{nested} or {root}" if folder == root else str(folder)
-        raise SaltsegError(f"no PNG images in {where}")
+    folder, paths = tile_pngs(root, split, "images")
     ids = [path.stem for path in paths]
     depths_csv = root / "depths.csv"
     if depths_csv.exists():

@@ -1,4 +1,4 @@
-"""Writers fed one chunk of tiles at a time: the submission CSV, mask PNGs, probabilities.
+"""Writers fed one chunk of tiles at a time: the submission CSV and probabilities.
 
 Each file is written under a temporary name and renamed into place when complete, so an
 interrupted prediction never leaves a truncated submission or probability file behind.
@@ -14,7 +14,6 @@ from typing import IO, Self
 
 import numpy as np
 
-from saltseg.data.tgs import write_mask_png
 from saltseg.errors import SaltsegError
 from saltseg.io import temp_path
 from saltseg.rle import rle_encode
@@ -127,11 +126,3 @@ class ProbWriter(_Atomic):
             self.abort()
             raise SaltsegError(f"{self.path}: {self.written} of {self.n} tiles written")
         super().close()
-
-
-def write_masks(folder: str | Path, ids: list[str], masks: np.ndarray) -> None:
-    """Write ``folder/<id>.png`` for each mask (16-bit salt, 8-bit empty, as Kaggle did)."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    for tile_id, mask in zip(ids, masks, strict=True):
-        write_mask_png(folder / f"{tile_id}.png", mask)

@@ -1,5 +1,19 @@
 """Segmentation models: U-Nets on timm encoders and FRRNs, built by name."""
 
-from saltseg.models.registry import create_model, describe_models, list_models
+from saltseg.models.base import SegmentationModel
+from saltseg.models.registry import (
+    PRESETS,
+    ModelPreset,
+    create_model,
+    describe_models,
+    list_models,
+)
 
-__all__ = ["create_model", "describe_models", "list_models"]
+__all__ = [
+    "PRESETS",
+    "ModelPreset",
+    "SegmentationModel",
+    "create_model",
+    "describe_models",
+    "list_models",
+]

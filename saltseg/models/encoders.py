@@ -105,7 +105,7 @@ class Encoder(nn.Module):
         path = Path(path)
         if not path.is_file():
             raise SaltsegError(f"encoder weights file not found: {path}")
-        state = _read_state_dict(path)
+        state = read_state_dict(path)
         own = self.model.state_dict()
         matched = {key: _find_key(key, state) for key in own}
         missing = [key for key, found in matched.items() if found is None]
@@ -137,7 +137,14 @@ def _find_key(key: str, state: dict[str, torch.Tensor]) -> str | None:
     return None
 
 
-def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """A state dict from a ``.pth``/``.safetensors`` file, without ``module.``-style prefixes.
+
+    A checkpoint holding it under ``"state_dict"`` or ``"model"`` is unwrapped.
+
+    Raises:
+        SaltsegError: The file cannot be read or holds no state dict.
+    """
     try:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file

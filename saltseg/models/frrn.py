@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from saltseg.errors import SaltsegError
-from saltseg.models.modules import (
-    ClassifierHead,
-    ConvBnAct,
-    check_in_chans,
-    check_options,
-    crop_padding,
-    pad_to_multiple,
-    upsample_to,
-)
+from saltseg.models.base import Outputs, SegmentationModel, check_options, check_pretrained
+from saltseg.models.encoders import read_state_dict
+from saltseg.models.modules import ClassifierHead, ConvBnAct, upsample_to
 
 # (FRRUs, channels) per pooling level: encoder from scale 2 down, decoder back up to scale 2.
 LAYOUTS: dict[str, dict[str, list[tuple[int, int]]]] = {
@@ -78,7 +74,7 @@ class FRRU(nn.Module):
         return z, r
 
 
-class FRRN(nn.Module):
+class FRRN(SegmentationModel):
     """FRRN for salt masks; same output contract as :class:`saltseg.models.unet.UNet`.
 
     Returns ``{"mask": N x 1 x H x W logits}`` plus ``"cls"`` (N x 1) with ``classifier=True``.
@@ -90,7 +86,13 @@ class FRRN(nn.Module):
         width: Multiplier on every channel count (stem 48, residual stream 32, FRRUs 96-384).
         classifier: Add the empty/non-empty classifier on the deepest pooling stream.
         dropout: Dropout before the final 1x1 conv and in the classifier.
+        pretrained: ``False`` (random init) or the path of a local ``.pth``/``.safetensors``
+            state dict of an FRRN of the same layout and width. There are no ImageNet weights
+            for FRRN, so ``True`` raises :class:`~saltseg.errors.SaltsegError`, as timm does
+            for a model without pretrained weights.
     """
+
+    name = "frrn"
 
     def __init__(
         self,
@@ -99,9 +101,16 @@ class FRRN(nn.Module):
         width: float = 1.0,
         classifier: bool = False,
         dropout: float = 0.0,
+        pretrained: bool | str | Path = False,
     ) -> None:
         super().__init__()
         check_options("frrn", width, dropout)
+        pretrained = check_pretrained("frrn", pretrained)
+        if pretrained is True:
+            raise SaltsegError(
+                "frrn has no pretrained weights: set `pretrained: false` (train from scratch) "
+                "or pass pretrained=<path to a local .pth/.safetensors FRRN state dict>"
+            )
         if layout not in LAYOUTS:
             raise SaltsegError(f"unknown FRRN layout {layout!r}; valid: {', '.join(LAYOUTS)}")
         self.config = {
@@ -111,6 +120,7 @@ class FRRN(nn.Module):
             "width": width,
             "classifier": classifier,
             "dropout": dropout,
+            "pretrained": pretrained,
         }
         self.in_chans = in_chans
 
@@ -145,6 +155,8 @@ class FRRN(nn.Module):
             nn.Dropout2d(dropout) if dropout > 0 else nn.Identity(), nn.Conv2d(stem, 1, 1)
         )
         self.classifier = ClassifierHead(self.deep_channels, dropout) if classifier else None
+        if pretrained:
+            self.load_weights(pretrained)
 
     @staticmethod
     def _level(in_ch: int, out_ch: int, res: int, scale: int, count: int) -> nn.ModuleList:
@@ -152,10 +164,33 @@ class FRRN(nn.Module):
             FRRU(in_ch if i == 0 else out_ch, out_ch, res, scale) for i in range(count)
         )
 
-    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Segment ``x`` (N x in_chans x H x W)."""
-        check_in_chans(x, self.in_chans, "frrn")
-        x, pad = pad_to_multiple(x, self.stride)
+    def load_weights(self, path: str | Path) -> None:
+        """Load a local state dict of an FRRN with the same layout, width and input channels.
+
+        Raises:
+            SaltsegError: The file is missing or does not hold weights for this FRRN.
+        """
+        path = Path(path)
+        if not path.is_file():
+            raise SaltsegError(f"frrn weights file not found: {path}")
+        state = read_state_dict(path)
+        own = self.state_dict()
+        missing = [key for key in own if key not in state]
+        if missing:
+            raise SaltsegError(
+                f"{path} does not hold weights for this frrn: {len(missing)} of {len(own)} "
+                f"tensors missing (first: {missing[0]})"
+            )
+        for key, value in own.items():
+            if state[key].shape != value.shape:
+                raise SaltsegError(
+                    f"{path}: {key} has shape {tuple(state[key].shape)}, frrn expects "
+                    f"{tuple(value.shape)} (different layout, width or in_chans?)"
+                )
+        self.load_state_dict({key: state[key] for key in own})
+
+    def forward_padded(self, x: torch.Tensor) -> Outputs:
+        """Segment ``x`` padded to ``2 ** levels``; see the class docstring for the outputs."""
         z = self.stem(x)
         r = self.split(z)
         sizes = []
@@ -170,7 +205,7 @@ class FRRN(nn.Module):
             for unit in level:
                 z, r = unit(z, r)
         z = torch.cat([upsample_to(z, r.shape[-2:], "nearest"), r], dim=1)
-        out = {"mask": crop_padding(self.head(self.merge(z)), pad)}
+        out: Outputs = {"mask": self.head(self.merge(z))}
         if self.classifier is not None:
             out["cls"] = self.classifier(deep)
         return out

@@ -173,17 +173,3 @@ def upsample_to(x: torch.Tensor, size: torch.Size | tuple[int, int], mode: str) 
     if mode == "nearest":
         return F.interpolate(x, size=size, mode="nearest")
     return F.interpolate(x, size=size, mode=mode, align_corners=False)
-
-
-def check_options(model: str, width: float, dropout: float) -> None:
-    """Raise :class:`SaltsegError` for a width multiplier <= 0 or a dropout outside [0, 1)."""
-    if not width > 0:
-        raise SaltsegError(f"{model}: width multiplier must be > 0, got {width}")
-    if not 0 <= dropout < 1:
-        raise SaltsegError(f"{model}: dropout must be in [0, 1), got {dropout}")
-
-
-def check_in_chans(x: torch.Tensor, in_chans: int, name: str) -> None:
-    """Raise :class:`SaltsegError` unless ``x`` is N x in_chans x H x W."""
-    if x.ndim != 4 or x.shape[1] != in_chans:
-        raise SaltsegError(f"{name} expects input N x {in_chans} x H x W, got {tuple(x.shape)}")

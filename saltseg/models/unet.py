@@ -9,18 +9,9 @@ import torch
 from torch import nn
 
 from saltseg.errors import SaltsegError
+from saltseg.models.base import Outputs, SegmentationModel, check_options, check_pretrained
 from saltseg.models.encoders import Encoder
-from saltseg.models.modules import (
-    SCSE,
-    ClassifierHead,
-    ConvBnAct,
-    HypercolumnHead,
-    check_in_chans,
-    check_options,
-    crop_padding,
-    pad_to_multiple,
-    upsample_to,
-)
+from saltseg.models.modules import SCSE, ClassifierHead, ConvBnAct, HypercolumnHead, upsample_to
 
 
 class DecoderBlock(nn.Module):
@@ -60,7 +51,7 @@ def default_decoder_channels(encoder_channels: Sequence[int], width: float = 1.0
     return widths
 
 
-class UNet(nn.Module):
+class UNet(SegmentationModel):
     """U-Net for salt masks: any timm encoder, any input size.
 
     ``forward`` returns ``{"mask": N x 1 x H x W logits}``, plus ``"cls"`` (N x 1 logit of "tile has
@@ -88,11 +79,13 @@ class UNet(nn.Module):
         dropout: Dropout before the final head and in the classifier.
     """
 
+    name = "unet"
+
     def __init__(
         self,
         encoder: str = "resnet34",
         in_chans: int = 1,
-        pretrained: bool | str = False,
+        pretrained: bool | str | Path = False,
         decoder_channels: Sequence[int] | None = None,
         decoder_width: float = 1.0,
         scse_encoder: bool = False,
@@ -106,8 +99,7 @@ class UNet(nn.Module):
     ) -> None:
         super().__init__()
         check_options("unet", decoder_width, dropout)
-        if isinstance(pretrained, Path):
-            pretrained = str(pretrained)
+        pretrained = check_pretrained("unet", pretrained)
         self.config = {
             "name": "unet",
             "encoder": encoder,
@@ -128,6 +120,7 @@ class UNet(nn.Module):
         self.encoder = Encoder(
             encoder, in_chans, pretrained, scse_encoder, scse_mode, scse_reduction
         )
+        self.stride = self.encoder.stride
         enc = self.encoder.out_channels
         if decoder_channels is None:
             widths = default_decoder_channels(enc, decoder_width)
@@ -159,10 +152,8 @@ class UNet(nn.Module):
             nn.ModuleList(nn.Conv2d(w, 1, 1) for w in widths) if side_outputs else None
         )
 
-    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor | list[torch.Tensor]]:
-        """Segment ``x`` (N x in_chans x H x W); see the class docstring for the outputs."""
-        check_in_chans(x, self.in_chans, "unet")
-        x, pad = pad_to_multiple(x, self.encoder.stride)
+    def forward_padded(self, x: torch.Tensor) -> Outputs:
+        """Segment ``x`` padded to the encoder stride; see the class docstring for the outputs."""
         size = x.shape[-2:]
         features = self.encoder(x)
         skips = [*features[-2::-1], None]
@@ -172,12 +163,12 @@ class UNet(nn.Module):
             y = block(y, size if skip is None else skip.shape[-2:], skip)
             stages.append(y)
         mask = self.head(stages, size) if self.hypercolumn else self.head(y)
-        out: dict[str, torch.Tensor | list[torch.Tensor]] = {"mask": crop_padding(mask, pad)}
+        out: Outputs = {"mask": mask}
         if self.classifier is not None:
             out["cls"] = self.classifier(features[-1])
         if self.side_heads is not None and self.training:
             out["aux"] = [
-                crop_padding(upsample_to(head(s), size, "bilinear"), pad)
+                upsample_to(head(s), size, "bilinear")
                 for head, s in zip(self.side_heads, stages, strict=True)
             ]
         return out

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from saltseg.data.draw import gray_to_rgb, mask_outline
 from saltseg.report.analysis import ReportData
 
 SCALE = 3
@@ -136,13 +137,6 @@ def sweep_png(report: ReportData) -> str:
     return _encode(fig)
 
 
-def _outline(mask: np.ndarray) -> np.ndarray:
-    """Boundary pixels of a mask (4-neighbourhood; the tile border counts as outside)."""
-    padded = np.pad(mask, 1)
-    inner = padded[:-2, 1:-1] & padded[2:, 1:-1] & padded[1:-1, :-2] & padded[1:-1, 2:]
-    return mask & ~inner
-
-
 def _upscale(array: np.ndarray) -> np.ndarray:
     return np.repeat(np.repeat(array, SCALE, axis=0), SCALE, axis=1)
 
@@ -150,12 +144,12 @@ def _upscale(array: np.ndarray) -> np.ndarray:
 def overlay_png(image: np.ndarray, truth: np.ndarray, pred: np.ndarray) -> str:
     """The tile, upscaled, with the truth outline in green and the prediction's in red.
 
-    Outlines are the masks' boundary pixels, so where both coincide only the red one shows.
+    Outlines are the masks' boundary pixels (salt along the tile border included), so where both
+    coincide only the red one shows.
     """
-    gray = np.clip(np.rint(_upscale(image) * 255), 0, 255).astype(np.uint8)
-    rgb = np.repeat(gray[..., None], 3, axis=2)
-    rgb[_upscale(_outline(truth))] = TRUTH_RGB
-    rgb[_upscale(_outline(pred))] = PRED_RGB
+    rgb = gray_to_rgb(_upscale(image))
+    rgb[_upscale(mask_outline(truth, border=True))] = TRUTH_RGB
+    rgb[_upscale(mask_outline(pred, border=True))] = PRED_RGB
     return png_base64(rgb)
 
 

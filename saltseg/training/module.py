@@ -18,11 +18,7 @@ def build_criterion(cfg: LossConfig) -> SegmentationCriterion:
     """The loss of a recipe: a schedule of weighted sums, plus classifier and side-output terms."""
     stages = []
     for stage in cfg.stages:
-        terms = [
-            {"name": name, "weight": weight, **stage.options.get(name, {})}
-            for name, weight in stage.terms.items()
-        ]
-        stages.append((stage.epoch, terms))
+        stages.append((stage.epoch, [stage.term(name) for name in stage.terms]))
     return SegmentationCriterion(
         LossSchedule(stages),
         cls_weight=cfg.cls_weight,
