@@ -338,31 +338,10 @@ def augment_preview(
     overwrite: Annotated[bool, typer.Option(help="Replace an existing output PNG.")] = False,
 ) -> None:
     """Write a PNG grid: per row a tile at model geometry, then augmented copies (mask in red)."""
-    import numpy as np
-    from PIL import Image
+    from saltseg.data.preview import write_augment_preview
 
-    from saltseg.config import AugmentConfig, load_augment_config
-    from saltseg.data.transforms import demo_tiles, preview_grid
-    from saltseg.io import atomic_path, check_output_file
-
-    out = check_output_file(out, overwrite)
-    cfg = load_augment_config(config) if config else AugmentConfig()
-    if data is None:
-        images, masks = demo_tiles(n, seed)
-    else:
-        from saltseg.data.tgs import load_dataset
-
-        tiles = load_dataset(data, "train")
-        order = np.random.default_rng(seed).permutation(len(tiles))
-        salt = tiles.masks.reshape(len(tiles), -1).any(axis=1)[order]
-        k = min(int(salt.sum()), max((n + 1) // 2, n - int((~salt).sum())))  # half with salt
-        pick = np.sort(np.concatenate([order[salt][:k], order[~salt][: n - k]]))
-        images, masks = tiles.images[pick], tiles.masks[pick]
-    grid = preview_grid(images, masks, cfg, n_aug=augs, seed=seed)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out) as tmp:
-        Image.fromarray(grid).save(tmp, format="PNG")
-    typer.echo(f"wrote {out}: {len(images)} tiles x {1 + augs} columns, {cfg.size}px cells")
+    n_tiles, size = write_augment_preview(out, data, n, augs, seed, config, overwrite)
+    typer.echo(f"wrote {out}: {n_tiles} tiles x {1 + augs} columns, {size}px cells")
 
 
 # --- inference ----------------------------------------------------------------------------------

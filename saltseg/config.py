@@ -90,8 +90,8 @@ def load_augment_config(path: str | Path) -> AugmentConfig:
     """Read an :class:`AugmentConfig` from YAML: the ``augment:`` section if any, else the file."""
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except (OSError, yaml.YAMLError) as err:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
         raise SaltsegError(f"cannot read augment config {path}: {err}") from None
     if isinstance(data, dict) and isinstance(data.get("augment"), dict):
         data = data["augment"]
@@ -262,9 +262,13 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         path = Path(path)
         if not path.exists():
             raise SaltsegError(f"config file {path} does not exist")
+        if not path.is_file():
+            raise SaltsegError(f"config file {path} is not a file")
         try:
-            tree = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as err:
+            tree = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except UnicodeDecodeError:
+            raise SaltsegError(f"{path}: not a YAML text file") from None
+        except (OSError, yaml.YAMLError) as err:
             raise SaltsegError(f"{path}: invalid YAML ({str(err).splitlines()[0]})") from None
         if not isinstance(tree, dict):
             raise SaltsegError(f"{path}: a config must be a mapping of sections")

@@ -13,6 +13,7 @@ A run folder holds::
     oof_score.json       the out-of-fold score of the whole run
     postprocess.json     threshold, minimum area and classifier gate tuned on out-of-fold
     onnx/fold_K.onnx     exported fold models
+    .replaced/           while a run started with overwrite is training: the run it replaces
 
 Training writes through :class:`Run`; inference, export and the report read through it.
 Checkpoints are read with ``torch.load(weights_only=True)``: a file that needs full unpickling
@@ -46,6 +47,7 @@ FOLDS = "folds.csv"
 OOF_SCORE = "oof_score.json"
 POSTPROCESS = "postprocess.json"
 ONNX_DIR = "onnx"
+REPLACED = ".replaced"
 FORMAT = {"format": "saltseg-run", "version": 1}
 
 _FOLD_DIR = re.compile(r"^fold_(\d+)$")
@@ -207,7 +209,7 @@ class Run:
         """The entries of the folder that saltseg wrote (what ``overwrite`` may remove)."""
         if not self.root.is_dir():
             return []
-        names = {MARKER, CONFIG, FOLDS, OOF_SCORE, POSTPROCESS}
+        names = {MARKER, CONFIG, FOLDS, OOF_SCORE, POSTPROCESS, REPLACED}
         owned = []
         for entry in self.root.iterdir():
             if entry.name in names or _TEMP.match(entry.name):
@@ -220,15 +222,30 @@ class Run:
                 owned += [e for e in entry.iterdir() if _TEMP.match(e.name)]
         return sorted(owned)
 
-    def _clear(self) -> None:
+    def _set_aside(self) -> None:
+        """Move the run's own files into ``.replaced/`` (kept until :meth:`drop_replaced`).
+
+        When ``.replaced/`` already holds a run (an earlier overwrite never finished), that run
+        stays there and the unfinished files are removed instead.
+        """
+        aside = self.root / REPLACED
+        keep_old = aside.exists()
         for entry in self.owned_entries():
-            if entry.is_dir() and not entry.is_symlink():
-                shutil.rmtree(entry)
+            if entry == aside:
+                continue
+            if keep_old:
+                _remove(entry)
             else:
-                entry.unlink(missing_ok=True)
+                target = aside / entry.relative_to(self.root)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                entry.rename(target)
         for folder in [*self.root.glob("fold_*"), self.root / ONNX_DIR]:  # now-empty folders
             if folder.is_dir() and not any(folder.iterdir()):
                 folder.rmdir()
+
+    def drop_replaced(self) -> None:
+        """Delete the run that an overwrite set aside (call once the new run is complete)."""
+        _remove(self.root / REPLACED)
 
     def initialise(
         self,
@@ -240,8 +257,10 @@ class Run:
     ) -> None:
         """Write a new run's marker, config and split (call after every check has passed).
 
-        With ``overwrite`` the files of the run already there are removed first (only those;
-        anything else in the folder stays). With ``resume`` only ``folds.csv`` is rewritten.
+        With ``overwrite`` the files of the run already there (only those; anything else in the
+        folder stays) are moved into ``.replaced/``, which :meth:`drop_replaced` deletes when the
+        new run is complete: an interrupted overwrite loses nothing. With ``resume`` only
+        ``folds.csv`` is rewritten.
 
         Args:
             config: The resolved recipe.
@@ -253,7 +272,7 @@ class Run:
         self.check_new(resume, overwrite)
         if not resume:
             if overwrite:
-                self._clear()
+                self._set_aside()
             self.root.mkdir(parents=True, exist_ok=True)
             write_json({**FORMAT, **(info or {})}, self.root / MARKER)
             save_config(config, self.config_path)
@@ -372,6 +391,13 @@ class Run:
     def save_postprocess(self, pp: PostProcess) -> Path:
         save_postprocess(pp, self.postprocess_path)
         return self.postprocess_path
+
+
+def _remove(entry: Path) -> None:
+    if entry.is_dir() and not entry.is_symlink():
+        shutil.rmtree(entry)
+    else:
+        entry.unlink(missing_ok=True)
 
 
 def read_json(path: Path) -> dict[str, Any]:

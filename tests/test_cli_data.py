@@ -6,7 +6,7 @@ from typer.testing import CliRunner
 
 from saltseg.cli import app
 from saltseg.rle import rle_encode
-from tests.test_tgs import make_layout
+from tests.helpers import make_layout
 
 runner = CliRunner()
 

@@ -5,7 +5,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from saltseg.cli import app
-from tests.test_tgs import make_layout
+from tests.helpers import make_layout
 
 DEMO = str(Path(__file__).resolve().parents[1] / "configs" / "demo.yaml")
 SMALL = ["--set", "data.k=2", "--set", "data.batch_size=4", "--set", "model.decoder_width=0.25"]

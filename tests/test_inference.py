@@ -2,7 +2,6 @@
 
 import json
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -11,46 +10,25 @@ import torch
 from typer.testing import CliRunner
 
 from saltseg.cli import app
-from saltseg.config import load_config
-from saltseg.data.tiles_io import write_image_png
+from saltseg.data.tgs import load_dataset
 from saltseg.errors import SaltsegError
 from saltseg.inference.ensemble import Ensemble, select_members
 from saltseg.inference.onnx import export_run, load_onnx
 from saltseg.inference.pipeline import predict_folder, tune_runs
+from saltseg.metrics import competition_metric
 from saltseg.rle import rle_decode
-from saltseg.runs import load_model
-from saltseg.training.kfold import train_kfold
+from saltseg.runs import Run, load_model
 from saltseg.tta import predict_with, prepare_inputs, torch_runner
-from tests.test_tgs import make_layout
-
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
-TINY = [
-    "trainer.epochs=1",
-    "trainer.limit_train_batches=1",
-    "data.k=2",
-    "data.batch_size=8",
-    "model.encoder=resnet18",
-    "model.decoder_width=0.25",
-]
 
 
 @pytest.fixture(scope="session")
-def data(tmp_path_factory):
-    root = tmp_path_factory.mktemp("inference-data")
-    make_layout(root, n=16, n_test=9)
-    write_image_png(root / "test" / "images" / "0000000000.png", np.full((101, 101), 0.4))
-    with open(root / "depths.csv", "a") as depths:
-        depths.write("0000000000,500\n")
-    return root
+def data(tiny_data):
+    return tiny_data
 
 
 @pytest.fixture(scope="session")
-def run(data, tmp_path_factory):
-    """A two-fold run of a narrow ResNet18 U-Net with scSE, hypercolumn and classifier."""
-    torch.set_num_threads(1)
-    out = tmp_path_factory.mktemp("inference-runs") / "a"
-    train_kfold(load_config(CONFIGS / "demo.yaml", TINY), out, data=data, progress=False)
-    return out
+def run(tiny_run):
+    return tiny_run
 
 
 @pytest.fixture(scope="session")
@@ -98,33 +76,41 @@ def test_ensemble_of_runs_is_the_mean_of_run_predictions(run, run_128, data):
     both = Ensemble.load([run, run_128], weights="1,3").predict(images)
     assert np.allclose(both["mask"], 0.25 * a["mask"] + 0.75 * b["mask"], atol=1e-6)
     assert np.allclose(both["cls"], 0.25 * a["cls"] + 0.75 * b["cls"], atol=1e-6)
-    model, cfg, _ = load_model(run / "fold_1" / "best.ckpt")
-    single = predict_with(torch_runner(model), cfg, images, tta=("none", "hflip"))
     top = Ensemble.load([run], top_k=1)
     best = max(
         (0, 1), key=lambda f: json.loads((run / f"fold_{f}/score.json").read_text())["oof_score"]
     )
     assert [m.fold for m in top.members] == [best]
-    if best == 1:
-        assert np.allclose(top.predict(images)["mask"], single["mask"], atol=1e-6)
+    model, cfg, _ = load_model(run / f"fold_{best}" / "best.ckpt")
+    single = predict_with(torch_runner(model), cfg, images, tta=("none", "hflip"))
+    assert np.allclose(top.predict(images)["mask"], single["mask"], atol=1e-6)
 
 
 def test_tune_saves_postprocess_that_predict_applies(run, run_128, data, tmp_path):
+    run = run_copy(run, tmp_path)
     pp, path = tune_runs([run], data=data)
     assert path == run / "postprocess.json"
     saved = json.loads(path.read_text())
     assert saved["threshold"] == pp.threshold and saved["min_area"] == pp.min_area
-    assert saved["info"]["oof_score_after"] >= saved["info"]["oof_score_before"]
-    summary = predict_folder([run], data, tmp_path, progress=False)
+    oof = Run(run).oof()
+    tiles = load_dataset(data, "train")
+    rows = [tiles.ids.index(i) for i in oof["ids"]]
+    after = competition_metric(
+        tiles.masks[rows], pp.apply(oof["mask"], tiles.images[rows], oof["cls"])
+    )
+    before = competition_metric(tiles.masks[rows], oof["mask"] > 0.5)
+    assert saved["info"]["oof_score_after"] == pytest.approx(after)
+    assert saved["info"]["oof_score_before"] == pytest.approx(before)
+    summary = predict_folder([run], data, tmp_path / "p", progress=False)
     assert summary["postprocess_from"] == str(path)
     ens, ens_path = tune_runs([run, run_128], data=data, out=tmp_path / "ens.json")
     assert ens.info["runs"] == [str(run), str(run_128)] and ens_path.exists()
     with pytest.raises(SaltsegError, match="--out"):
         tune_runs([run, run_128], data=data)
-    path.unlink()
 
 
 def test_onnx_matches_torch(run, data, tmp_path):
+    run = run_copy(run, tmp_path)
     paths = export_run(run)
     assert [p.name for p in paths] == ["fold_0.onnx", "fold_1.onnx"]
     images = np.random.default_rng(2).random((5, 101, 101)).astype(np.float32)
@@ -149,7 +135,7 @@ def test_onnx_matches_torch(run, data, tmp_path):
 
 def test_prediction_errors(run, data, tmp_path):
     (tmp_path / "empty").mkdir()
-    with pytest.raises(SaltsegError, match="no fold checkpoints"):
+    with pytest.raises(SaltsegError, match="not a saltseg run"):
         predict_folder([tmp_path / "empty"], data, tmp_path / "o", progress=False)
     with pytest.raises(SaltsegError, match="no PNG images"):
         predict_folder([run], tmp_path / "empty", tmp_path / "o", progress=False)
@@ -163,6 +149,7 @@ def test_prediction_errors(run, data, tmp_path):
 
 
 def run_copy(run, tmp_path):
+    """A copy of the shared run that a test may change (without exported models)."""
     copy = tmp_path / "copy"
     shutil.copytree(run, copy, ignore=shutil.ignore_patterns("onnx"))
     return copy
@@ -187,6 +174,7 @@ def test_plain_folder_and_pseudo_labels(run, data, tmp_path):
 
 
 def test_cli_tune_export_predict(run, data, tmp_path):
+    run = run_copy(run, tmp_path)
     runner = CliRunner()
     result = runner.invoke(app, ["tune", "--run", str(run), "--data", str(data)])
     assert result.exit_code == 0, result.output
@@ -203,7 +191,6 @@ def test_cli_tune_export_predict(run, data, tmp_path):
     assert result.exit_code == 2 and "error: unknown TTA view 'spin'" in result.output
     result = runner.invoke(app, ["export", "--run", str(run), "--format", "tflite"])
     assert result.exit_code == 2 and "unknown export format" in result.output
-    (run / "postprocess.json").unlink()
 
 
 @pytest.mark.slow

@@ -88,6 +88,9 @@ def test_tta_is_the_mean_of_view_probabilities():
 
 def test_unknown_tta_views_are_rejected():
     assert parse_tta("none, hflip,hflip+gamma") == ("none", "hflip", "hflip+gamma")
+    # a string names the views besides the plain tile, as `saltseg predict --tta` does
+    assert parse_tta("hflip") == ("none", "hflip") == parse_tta(("none", "hflip"))
+    assert parse_tta("none") == ("none",) and parse_tta(("hflip",)) == ("hflip",)
     for bad in ("vflip", "hflip+rotate", ""):
         with pytest.raises(SaltsegError, match="TTA view"):
             parse_tta(bad)

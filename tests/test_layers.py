@@ -14,7 +14,7 @@ PACKAGE = Path(saltseg.__file__).parent
 
 # Bottom to top; a module may import from its own layer and those below.
 LAYERS = [
-    ["saltseg.errors", "saltseg.io", "saltseg.rle", "saltseg.metrics"],
+    ["saltseg.errors", "saltseg.io", "saltseg.rle", "saltseg.metrics", "saltseg.quiet"],
     ["saltseg.postprocess", "saltseg.outputs", "saltseg.models", "saltseg.losses"],
     ["saltseg.config"],
     ["saltseg.data"],

@@ -16,7 +16,7 @@ from saltseg.report import analyse, write_report
 from saltseg.report.analysis import calibration_table
 from saltseg.report.tables import category_table, coverage_table, tile_table, worst_tiles
 from saltseg.runs import Run
-from tests.test_tgs import make_layout
+from tests.helpers import make_layout
 
 S = 101
 

@@ -4,32 +4,9 @@ import pytest
 from PIL import Image
 
 from saltseg.data.tgs import load_dataset, load_masks, read_rle_csv
-from saltseg.data.tiles_io import write_image_png, write_mask_png
+from saltseg.data.tiles_io import write_mask_png
 from saltseg.errors import SaltsegError
-from saltseg.rle import rle_encode
-
-
-def make_layout(root, n=6, n_test=3, seed=0):
-    """A tiny Kaggle-layout folder; returns (ids, images, masks)."""
-    rng = np.random.default_rng(seed)
-    for sub in ("train/images", "train/masks", "test/images"):
-        (root / sub).mkdir(parents=True, exist_ok=True)
-    ids = [f"{i:010x}" for i in rng.integers(0, 2**40, n)]
-    images = rng.integers(0, 256, (n, 101, 101)).astype(np.float32) / 255
-    masks = rng.random((n, 101, 101)) > 0.6
-    masks[0] = False
-    rows = []
-    for tile_id, image, mask in zip(ids, images, masks, strict=True):
-        write_image_png(root / "train/images" / f"{tile_id}.png", image)
-        write_mask_png(root / "train/masks" / f"{tile_id}.png", mask)
-        rows.append((tile_id, rle_encode(mask)))
-    test_ids = [f"{i:010x}" for i in rng.integers(0, 2**40, n_test)]
-    for tile_id in test_ids:
-        write_image_png(root / "test/images" / f"{tile_id}.png", rng.random((101, 101)))
-    pd.DataFrame(rows, columns=["id", "rle_mask"]).to_csv(root / "train.csv", index=False)
-    depths = pd.DataFrame({"id": ids + test_ids, "z": rng.integers(50, 950, n + n_test)})
-    depths.to_csv(root / "depths.csv", index=False)
-    return ids, images, masks
+from tests.helpers import make_layout
 
 
 def test_round_trip_and_sorted(tmp_path):

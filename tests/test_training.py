@@ -9,11 +9,13 @@ import pytest
 import torch
 
 from saltseg.config import load_config
+from saltseg.data.tgs import load_dataset
 from saltseg.errors import SaltsegError
+from saltseg.metrics import competition_metric
 from saltseg.runs import Run, load_model, read_checkpoint
 from saltseg.training.kfold import train_kfold
 from saltseg.training.module import build_criterion
-from tests.test_tgs import make_layout
+from tests.helpers import make_layout
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 TINY = [
@@ -24,6 +26,14 @@ TINY = [
     "model.decoder_width=0.25",
     "trainer.log_every_n_steps=1",
 ]
+
+
+def oof_score(run, data):
+    """The competition score of a run's out-of-fold predictions at threshold 0.5, recomputed."""
+    oof = Run(run).oof()
+    tiles = load_dataset(data, "train")
+    rows = [tiles.ids.index(i) for i in oof["ids"]]
+    return competition_metric(tiles.masks[rows], oof["mask"] > 0.5)
 
 
 def tiny_config(*extra):
@@ -63,7 +73,7 @@ def test_run_writes_every_artefact(run, data):
             assert sorted(oof["ids"].tolist()) == val_ids
             assert oof["mask"].shape == (len(val_ids), 101, 101)
             assert "cls" in oof
-    assert 0.0 <= summary["oof_score"] <= 1.0
+    assert summary["oof_score"] == pytest.approx(oof_score(out, data))
     saved = json.loads((out / "oof_score.json").read_text())
     assert saved["oof_score"] == pytest.approx(summary["oof_score"])
     assert saved["n_tiles"] == 20
@@ -179,7 +189,7 @@ def test_frrn_recipe_trains(data, tmp_path):
     overrides += ["model.width=0.125", "augment.size=101"]
     config = load_config(CONFIGS / "frrn.yaml", overrides)
     summary = train_kfold(config, tmp_path / "frrn", data=data, folds=[0], progress=False)
-    assert 0.0 <= summary["oof_score"] <= 1.0
+    assert summary["oof_score"] == pytest.approx(oof_score(tmp_path / "frrn", data))
     model, config, _ = load_model(tmp_path / "frrn" / "fold_0" / "best.ckpt")
     assert model.config["name"] == "frrn" and model.config["layout"] == "b"
 

@@ -11,8 +11,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from saltseg.runs import read_checkpoint
-from tests.test_tgs import make_layout
+from saltseg.data.tgs import load_dataset
+from saltseg.metrics import competition_metric
+from saltseg.runs import Run, read_checkpoint
+from tests.helpers import make_layout
 
 pytestmark = pytest.mark.slow
 DEMO = Path(__file__).resolve().parents[1] / "configs" / "demo.yaml"
@@ -38,8 +40,16 @@ def test_ddp_on_cpu_with_two_processes(tmp_path):
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "OOF score" in result.stdout
+    assert "litlogger" not in result.stdout + result.stderr  # quiet runs
+    assert "GPU available" not in result.stdout + result.stderr
     score = json.loads((out / "fold_0" / "score.json").read_text())
-    assert score["n_val"] == 12 and 0 <= score["oof_score"] <= 1
+    assert score["n_val"] == 12
+    oof = Run(out).oof()
+    tiles = load_dataset(tmp_path / "data", "train")
+    rows = [tiles.ids.index(i) for i in oof["ids"]]
+    assert score["oof_score"] == pytest.approx(
+        competition_metric(tiles.masks[rows], oof["mask"] > 0.5)
+    )
     assert read_checkpoint(out / "fold_0" / "last.ckpt")["epoch"] == 1
 
 

@@ -8,8 +8,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
+from saltseg.config import AugmentConfig, load_augment_config
 from saltseg.data.draw import gray_to_rgb, mask_outline
 from saltseg.data.tgs import TileSet, load_dataset
+from saltseg.data.transforms import demo_tiles, preview_grid
+from saltseg.io import atomic_path, check_output_file
 
 COVERAGE_BINS = ("empty", "<10%", "10-50%", "50-90%", "90-99%", "full")
 _SCALE = 2
@@ -130,3 +133,44 @@ def write_preview(
         x += panel.width + 16
     canvas.save(path)
     return {name: tile_stats(tiles) for name, tiles in sets.items()}
+
+
+def write_augment_preview(
+    out: str | Path,
+    data: str | Path | None = None,
+    n: int = 8,
+    augs: int = 5,
+    seed: int = 0,
+    config: str | Path | None = None,
+    overwrite: bool = False,
+) -> tuple[int, int]:
+    """Draw ``n`` tiles (half with salt when the data allows) and ``augs`` augmented copies each.
+
+    Args:
+        out: The PNG to write (must not exist unless ``overwrite``).
+        data: A Kaggle-layout folder (default: built-in demo tiles).
+        n: Tiles, one per row.
+        augs: Augmented copies per tile.
+        seed: Seed of the tile choice and the augmentations.
+        config: YAML with augment settings (``augment:`` section or flat).
+        overwrite: Replace an existing ``out``.
+
+    Returns:
+        The number of tiles drawn and the cell size in pixels.
+    """
+    out = check_output_file(out, overwrite)
+    cfg = load_augment_config(config) if config else AugmentConfig()
+    if data is None:
+        images, masks = demo_tiles(n, seed)
+    else:
+        tiles = load_dataset(data, "train")
+        order = np.random.default_rng(seed).permutation(len(tiles))
+        salt = tiles.masks.reshape(len(tiles), -1).any(axis=1)[order]
+        k = min(int(salt.sum()), max((n + 1) // 2, n - int((~salt).sum())))  # half with salt
+        pick = np.sort(np.concatenate([order[salt][:k], order[~salt][: n - k]]))
+        images, masks = tiles.images[pick], tiles.masks[pick]
+    grid = preview_grid(images, masks, cfg, n_aug=augs, seed=seed)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out) as tmp:
+        Image.fromarray(grid).save(tmp, format="PNG")
+    return len(images), cfg.size

@@ -22,6 +22,8 @@ from torch.utils.data import DataLoader, Dataset
 from saltseg.inference.ensemble import Ensemble
 from saltseg.inference.onnx import default_threads
 from saltseg.inference.source import TileSource
+from saltseg.io import atomic_path
+from saltseg.quiet import quiet_lightning
 
 
 def _as_is(item: dict[str, Any]) -> dict[str, Any]:
@@ -81,9 +83,8 @@ class EnsemblePredictor(L.LightningModule):
         assert self.ensemble is not None
         probs = self.ensemble.predict(batch["images"], batch["depths"], self.tta, self.batch_size)
         path = self.shard_dir / f"{batch['start']:09d}.npz"
-        tmp = path.with_name(f".{path.name}.tmp.npz")
-        np.savez(tmp, **probs)
-        tmp.replace(path)
+        with atomic_path(path) as tmp:
+            np.savez(tmp, **probs)
         return len(batch["images"])
 
 
@@ -111,6 +112,7 @@ def sharded_probs(
     chunk_size = max(1, min(chunk_size, len(source) // devices))  # at least a chunk per rank
     with tempfile.TemporaryDirectory(prefix="saltseg-shards-") as shard_dir:
         module = EnsemblePredictor(source, shard_dir, ensemble_args, tta, batch_size, chunk_size)
+        quiet_lightning()
         trainer = L.Trainer(
             accelerator="cpu",
             devices=devices,

@@ -16,6 +16,7 @@ from saltseg.data.datamodule import FoldDataModule
 from saltseg.data.tgs import TileSet
 from saltseg.io import atomic_path
 from saltseg.metrics import competition_metric
+from saltseg.quiet import quiet_lightning
 from saltseg.runs import Run
 from saltseg.training.checkpoint import AtomicCheckpointIO
 from saltseg.training.module import SaltModule
@@ -72,6 +73,7 @@ def make_trainer(
     last = ModelCheckpoint(
         dirpath=fold_dir, filename="last", save_top_k=1, enable_version_counter=False
     )
+    quiet_lightning()
     return L.Trainer(
         max_epochs=t.epochs,
         accelerator=t.accelerator,

@@ -22,6 +22,7 @@ from saltseg.data.tgs import TileSet, load_dataset
 from saltseg.errors import SaltsegError
 from saltseg.metrics import competition_metric
 from saltseg.models import create_model
+from saltseg.quiet import quiet_lightning
 from saltseg.runs import Run, read_checkpoint
 from saltseg.training.fold import train_fold
 from saltseg.training.module import build_criterion
@@ -97,6 +98,7 @@ def check_trainer(config: Config) -> None:
     """Build (and drop) a Trainer from the recipe, so bad devices or precision fail early."""
     t = config.trainer
     try:
+        quiet_lightning()
         L.Trainer(
             accelerator=t.accelerator,
             devices=t.devices,
@@ -155,8 +157,8 @@ def train_kfold(
         resume: Continue the run in ``out``: finished folds are skipped, the others restart
             from their ``last.ckpt``. A given ``config`` may differ from the run's only in the
             hardware settings (:data:`RESUMABLE`).
-        overwrite: Replace a saltseg run in ``out`` (only once every setting has been checked;
-            only the run's own files are removed).
+        overwrite: Replace a saltseg run in ``out`` once every setting has been checked: its own
+            files are set aside in ``out/.replaced`` and deleted when training has finished.
         progress: Show progress bars.
         info: Extra facts recorded in the run's ``run.json``.
 
@@ -198,7 +200,9 @@ def train_kfold(
             scores[fold] = result
     if not scores:  # a non-zero rank of a multi-process run
         return {}
-    return summarise_run(run, tiles, config.trainer.threshold)
+    summary = summarise_run(run, tiles, config.trainer.threshold)
+    run.drop_replaced()  # the command has finished: the run it replaced can go
+    return summary
 
 
 def summarise_run(run: Run, tiles: TileSet, threshold: float) -> dict[str, Any]:
