@@ -143,7 +143,7 @@ def tune_postprocess(
     thresholds: Sequence[float] = THRESHOLDS,
     min_areas: Sequence[int] = MIN_AREAS,
     cls_thresholds: Sequence[float] = CLS_THRESHOLDS,
-    base_threshold: float = 0.5,
+    base_threshold: float = DEFAULT_THRESHOLD,
 ) -> PostProcess:
     """Grid-search threshold, minimum area and classifier gate on out-of-fold predictions.
 

@@ -9,8 +9,11 @@ import numpy as np
 import pandas as pd
 
 from saltseg.config import Config, load_config
+from saltseg.data.tgs import load_dataset
 from saltseg.data.tiles_io import write_image_png, write_mask_png
+from saltseg.metrics import competition_metric
 from saltseg.rle import rle_encode
+from saltseg.runs import Run
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 TINY = [
@@ -50,6 +53,14 @@ def make_layout(root: Path, n: int = 6, n_test: int = 3, seed: int = 0):
     depths = pd.DataFrame({"id": ids + test_ids, "z": rng.integers(50, 950, n + n_test)})
     depths.to_csv(root / "depths.csv", index=False)
     return ids, images, masks
+
+
+def oof_score(run: Path, data: Path, threshold: float = 0.5) -> float:
+    """The competition score of a run's out-of-fold predictions, recomputed from its files."""
+    oof = Run(run).oof()
+    tiles = load_dataset(data, "train")
+    rows = [tiles.ids.index(i) for i in oof["ids"]]
+    return competition_metric(tiles.masks[rows], oof["mask"] > threshold)
 
 
 def checksums(root: Path) -> dict[str, str]:

@@ -1,5 +1,4 @@
 import json
-from pathlib import Path
 from types import SimpleNamespace
 
 import lightning as L
@@ -9,35 +8,19 @@ import pytest
 import torch
 
 from saltseg.config import load_config
-from saltseg.data.tgs import load_dataset
 from saltseg.errors import SaltsegError
-from saltseg.metrics import competition_metric
 from saltseg.runs import Run, load_model, read_checkpoint
 from saltseg.training.kfold import train_kfold
 from saltseg.training.module import build_criterion
-from tests.helpers import make_layout
-
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
-TINY = [
-    "trainer.epochs=2",
-    "data.k=2",
-    "data.batch_size=8",
-    "model.encoder=resnet18",
-    "model.decoder_width=0.25",
-    "trainer.log_every_n_steps=1",
-]
-
-
-def oof_score(run, data):
-    """The competition score of a run's out-of-fold predictions at threshold 0.5, recomputed."""
-    oof = Run(run).oof()
-    tiles = load_dataset(data, "train")
-    rows = [tiles.ids.index(i) for i in oof["ids"]]
-    return competition_metric(tiles.masks[rows], oof["mask"] > 0.5)
+from tests import helpers
+from tests.helpers import CONFIGS, make_layout, oof_score
 
 
 def tiny_config(*extra):
-    return load_config(CONFIGS / "demo.yaml", [*TINY, *extra])
+    """The shared tiny recipe, two full epochs (resuming needs an epoch to continue from)."""
+    return helpers.tiny_config(
+        "trainer.epochs=2", "trainer.limit_train_batches=1.0", "trainer.log_every_n_steps=1", *extra
+    )
 
 
 @pytest.fixture(scope="module")

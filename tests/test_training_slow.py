@@ -11,10 +11,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from saltseg.data.tgs import load_dataset
-from saltseg.metrics import competition_metric
-from saltseg.runs import Run, read_checkpoint
-from tests.helpers import make_layout
+from saltseg.runs import read_checkpoint
+from tests.helpers import make_layout, oof_score
 
 pytestmark = pytest.mark.slow
 DEMO = Path(__file__).resolve().parents[1] / "configs" / "demo.yaml"
@@ -44,12 +42,7 @@ def test_ddp_on_cpu_with_two_processes(tmp_path):
     assert "GPU available" not in result.stdout + result.stderr
     score = json.loads((out / "fold_0" / "score.json").read_text())
     assert score["n_val"] == 12
-    oof = Run(out).oof()
-    tiles = load_dataset(tmp_path / "data", "train")
-    rows = [tiles.ids.index(i) for i in oof["ids"]]
-    assert score["oof_score"] == pytest.approx(
-        competition_metric(tiles.masks[rows], oof["mask"] > 0.5)
-    )
+    assert score["oof_score"] == pytest.approx(oof_score(out, tmp_path / "data"))
     assert read_checkpoint(out / "fold_0" / "last.ckpt")["epoch"] == 1
 
 

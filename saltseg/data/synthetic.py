@@ -27,9 +27,8 @@ import numpy as np
 from saltseg.data.tiles_io import write_image_png, write_mask_png
 from saltseg.errors import SaltsegError
 from saltseg.io import write_json
-from saltseg.rle import rle_encode
+from saltseg.rle import TILE, rle_encode
 
-TILE = 101
 DATASET_ENTRIES = ("train", "test", "train.csv", "depths.csv", "mosaic_truth.csv")
 MARKER = ".saltseg-synthetic.json"  # written first: the dataset in this folder is ours to replace
 _FILL = 0.85  # share of grid positions that become tiles

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from saltseg.errors import SaltsegError
+from saltseg.postprocess import DEFAULT_THRESHOLD
 
 
 def uncertainty(probability: np.ndarray) -> float:
@@ -33,7 +34,7 @@ def _vertical_bottom(mask: np.ndarray, rows: int) -> np.ndarray | None:
 def continue_salt_down(
     mosaics: pd.DataFrame,
     probabilities: Mapping[str, np.ndarray],
-    threshold: float = 0.5,
+    threshold: float = DEFAULT_THRESHOLD,
     vertical_rows: int = 20,
     min_uncertainty: float = 0.5,
 ) -> dict[str, np.ndarray]:
