@@ -42,6 +42,17 @@ def test_cache_gives_identical_tiles(tmp_path):
     assert np.array_equal(first.depths, second.depths)
 
 
+def test_corrupt_cache_names_the_file(tmp_path, monkeypatch):
+    monkeypatch.setenv("SALTSEG_CACHE_DIR", str(tmp_path / "cache"))
+    make_layout(tmp_path / "data")
+    load_dataset(tmp_path / "data", "train")
+    (cache,) = (tmp_path / "cache").glob("*.npz")
+    cache.write_bytes(cache.read_bytes()[:100])
+    with pytest.raises(SaltsegError, match=f"corrupt tile cache {cache}"):
+        load_dataset(tmp_path / "data", "train")
+    assert len(load_dataset(tmp_path / "data", "train", cache=False)) == 6
+
+
 def test_real_sample_masks_match_train_csv(tgs_sample):
     tiles = load_dataset(tgs_sample, "train", cache=False)
     n_images = len(list((tgs_sample / "train" / "images").glob("*.png")))

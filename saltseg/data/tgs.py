@@ -225,17 +225,23 @@ def _write_cache(path: Path, tiles: TileSet) -> None:
 
 
 def _read_cache(path: Path) -> TileSet:
-    with np.load(path) as data:
-        width = data["images"].shape[-1]
-        masks = None
-        if "masks" in data:
-            masks = np.unpackbits(data["masks"], axis=-1, count=width).astype(bool)
-        return TileSet(
-            ids=[str(i) for i in data["ids"]],
-            images=data["images"].astype(np.float32) / 65535,
-            masks=masks,
-            depths=data["depths"],
-        )
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            width = data["images"].shape[-1]
+            masks = None
+            if "masks" in data:
+                masks = np.unpackbits(data["masks"], axis=-1, count=width).astype(bool)
+            return TileSet(
+                ids=[str(i) for i in data["ids"]],
+                images=data["images"].astype(np.float32) / 65535,
+                masks=masks,
+                depths=data["depths"],
+            )
+    except Exception as err:  # noqa: BLE001 - numpy and zipfile raise many kinds on a bad file
+        raise SaltsegError(
+            f"corrupt tile cache {path} ({type(err).__name__}): delete it and saltseg rebuilds "
+            "it, or pass cache=False"
+        ) from None
 
 
 def load_masks(source: str | Path) -> tuple[list[str], np.ndarray]:
