@@ -11,6 +11,7 @@ import torch
 from saltseg.config import load_config
 from saltseg.data.tgs import load_dataset
 from saltseg.errors import SaltsegError
+from saltseg.inference.pipeline import tune_runs
 from saltseg.metrics import competition_metric
 from saltseg.runs import Run, load_model, read_checkpoint
 from saltseg.training.kfold import train_kfold
@@ -79,6 +80,22 @@ def test_run_writes_every_artefact(run, data):
     assert saved["n_tiles"] == 20
 
 
+def test_training_ends_by_tuning_post_processing(run, data):
+    out, summary = run
+    pp = Run(out).postprocess()
+    assert pp is not None
+    assert pp.info["folds"] == [0, 1] and pp.info["complete"]
+    assert pp.info["runs"] == [str(out)] and pp.info["weights"] == [1.0]
+    assert pp.info["oof_score_before"] == pytest.approx(summary["oof_score"])
+    tuned = summary["tuned"]
+    assert tuned["oof_score"] == pp.info["oof_score_after"]
+    assert tuned["postprocess"] == pp.describe() and tuned["complete"]
+    assert tuned["file"] == str(out / "postprocess.json")
+    # The same settings as 'saltseg tune' chooses on the run.
+    again, _ = tune_runs([out], data=data, out=out.parent / "tuned_again.json")
+    assert again.to_json() == pp.to_json()
+
+
 def test_checkpoint_is_self_describing(run):
     out, _ = run
     ckpt = read_checkpoint(out / "fold_0" / "last.ckpt")
@@ -136,6 +153,9 @@ def test_resume_continues_from_the_saved_epoch(data, tmp_path, monkeypatch):
     assert metrics["val_metric"].notna().sum() == 2  # epoch 0 from the first start, 1 resumed
     assert sorted(metrics["epoch"].unique()) == [0, 1]
     assert (out / "fold_0" / "score.json").exists()
+    # Trained on one fold of two: tuned on that fold's tiles, and it says so.
+    pp = Run(out).postprocess()
+    assert pp is not None and pp.info["folds"] == [0] and not pp.info["complete"]
     with pytest.raises(SaltsegError, match="nothing to resume"):
         train_kfold(tiny_config(), tmp_path / "none", data=data, resume=True)
 
