@@ -7,7 +7,8 @@ A run folder holds::
     folds.csv            the split (id, fold, coverage_class)
     fold_K/best.ckpt     best epoch by the validation competition metric (self-describing)
     fold_K/last.ckpt     the last finished epoch, for --resume
-    fold_K/metrics.csv   per-epoch losses and validation metrics (fold_K/logs: one per attempt)
+    fold_K/metrics.csv   per-epoch losses, validation metrics and wall time (epoch_seconds;
+                         fold_K/logs: one per attempt)
     fold_K/oof.npz       ids and probabilities (float16) of the fold's validation tiles
     fold_K/score.json    best epoch and out-of-fold score of the fold
     oof_score.json       the out-of-fold score of the whole run

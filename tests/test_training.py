@@ -69,6 +69,7 @@ def test_run_writes_every_artefact(run, data):
         assert {"val_metric", "val_loss", "val_iou", "train_loss"} <= set(metrics.columns)
         assert metrics["val_metric"].dropna().between(0, 1).all()
         assert len(metrics["val_metric"].dropna()) == 2  # one per epoch
+        assert (metrics["epoch_seconds"].dropna() > 0).sum() == 2  # wall time of each epoch
         with np.load(fold_dir / "oof.npz") as oof:
             val_ids = sorted(folds.loc[folds["fold"] == fold, "id"])
             assert sorted(oof["ids"].tolist()) == val_ids
