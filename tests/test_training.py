@@ -15,7 +15,7 @@ from saltseg.inference.pipeline import tune_runs
 from saltseg.metrics import competition_metric
 from saltseg.runs import Run, load_model, read_checkpoint
 from saltseg.training.kfold import train_kfold
-from saltseg.training.module import build_criterion
+from saltseg.training.module import build_criterion, onecycle_pct
 from tests.helpers import make_layout
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -232,3 +232,19 @@ def test_discriminative_lrs_and_frozen_encoder_warm_up():
     module._trainer = SimpleNamespace(current_epoch=1)  # epoch 1: encoder trains again
     module.on_train_epoch_start()
     assert all(p.requires_grad for p in module.model.encoder.parameters())
+
+
+@pytest.mark.parametrize("total", [3, 4, 5, 9, 100])
+@pytest.mark.parametrize("pct_start", [0.05, 0.2, 0.95])
+def test_onecycle_warm_up_fits_short_runs(total, pct_start):
+    pct = onecycle_pct(pct_start, total)
+    assert 0 < pct < 1
+    if total >= 40:
+        assert pct == pct_start  # long runs keep the recipe's warm-up
+    optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=1.0, total_steps=total, pct_start=pct
+    )
+    for _ in range(total - 1):
+        optimizer.step()
+        schedule.step()  # a warm-up of no steps would divide by zero

@@ -40,6 +40,19 @@ def param_groups(model: nn.Module, cfg: OptimConfig) -> list[dict[str, Any]]:
     ]
 
 
+def onecycle_pct(pct_start: float, total: int) -> float:
+    """``pct_start`` moved just enough that both one-cycle phases last at least one step.
+
+    ``OneCycleLR`` ends the warm-up at step ``pct_start * total - 1`` and divides by its
+    length, so a short run (few steps, small ``pct_start``) would divide by zero.
+
+    Args:
+        pct_start: The recipe's share of steps spent warming up.
+        total: The number of optimiser steps, at least 3.
+    """
+    return min(max(pct_start, 2 / total), (total - 1.5) / total)
+
+
 class SaltModule(L.LightningModule):
     """Trains one model of a recipe.
 
@@ -126,11 +139,13 @@ class SaltModule(L.LightningModule):
             return {"optimizer": optimizer}
         total = max(int(self.trainer.estimated_stepping_batches), 1)
         if cfg.schedule == "onecycle":
+            if total < 3:  # too short for a warm-up and a decay: constant
+                return {"optimizer": optimizer}
             scheduler = torch.optim.lr_scheduler.OneCycleLR(
                 optimizer,
                 max_lr=[g["lr"] for g in groups],
                 total_steps=total,
-                pct_start=cfg.pct_start,
+                pct_start=onecycle_pct(cfg.pct_start, total),
                 div_factor=cfg.div_factor,
                 final_div_factor=cfg.final_div_factor,
                 cycle_momentum=cfg.optimizer == "sgd",
