@@ -234,7 +234,7 @@ def test_discriminative_lrs_and_frozen_encoder_warm_up():
     assert all(p.requires_grad for p in module.model.encoder.parameters())
 
 
-@pytest.mark.parametrize("total", [3, 4, 5, 9, 100])
+@pytest.mark.parametrize("total", [1, 2, 3, 4, 5, 9, 100])
 @pytest.mark.parametrize("pct_start", [0.05, 0.2, 0.95])
 def test_onecycle_warm_up_fits_short_runs(total, pct_start):
     pct = onecycle_pct(pct_start, total)
@@ -248,3 +248,4 @@ def test_onecycle_warm_up_fits_short_runs(total, pct_start):
     for _ in range(total - 1):
         optimizer.step()
         schedule.step()  # a warm-up of no steps would divide by zero
+        assert 0 < optimizer.param_groups[0]["lr"] <= 1.0

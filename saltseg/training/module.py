@@ -41,15 +41,18 @@ def param_groups(model: nn.Module, cfg: OptimConfig) -> list[dict[str, Any]]:
 
 
 def onecycle_pct(pct_start: float, total: int) -> float:
-    """``pct_start`` moved just enough that both one-cycle phases last at least one step.
+    """``pct_start`` moved just enough that ``OneCycleLR`` can run ``total`` steps.
 
-    ``OneCycleLR`` ends the warm-up at step ``pct_start * total - 1`` and divides by its
-    length, so a short run (few steps, small ``pct_start``) would divide by zero.
+    ``OneCycleLR`` ends the warm-up at step ``pct_start * total - 1`` and divides by that, so a
+    short run (few steps, small ``pct_start``) would divide by zero. From 3 steps on, both phases
+    get at least one step; shorter runs have no warm-up.
 
     Args:
         pct_start: The recipe's share of steps spent warming up.
-        total: The number of optimiser steps, at least 3.
+        total: The number of optimiser steps.
     """
+    if total < 3:
+        return min(pct_start, 0.5 / total)
     return min(max(pct_start, 2 / total), (total - 1.5) / total)
 
 
@@ -139,8 +142,6 @@ class SaltModule(L.LightningModule):
             return {"optimizer": optimizer}
         total = max(int(self.trainer.estimated_stepping_batches), 1)
         if cfg.schedule == "onecycle":
-            if total < 3:  # too short for a warm-up and a decay: constant
-                return {"optimizer": optimizer}
             scheduler = torch.optim.lr_scheduler.OneCycleLR(
                 optimizer,
                 max_lr=[g["lr"] for g in groups],
