@@ -15,7 +15,7 @@ from saltseg.inference.pipeline import tune_runs
 from saltseg.metrics import competition_metric
 from saltseg.runs import Run, load_model, read_checkpoint
 from saltseg.training.kfold import train_kfold
-from saltseg.training.module import build_criterion, onecycle_pct
+from saltseg.training.module import SaltModule, build_criterion, onecycle_pct
 from tests.helpers import make_layout
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -102,6 +102,7 @@ def test_checkpoint_is_self_describing(run):
     ckpt = read_checkpoint(out / "fold_0" / "last.ckpt")
     assert ckpt["epoch"] == 1  # index of the last finished epoch
     assert ckpt["optimizer_states"] and ckpt["lr_schedulers"]
+    assert "optimizer_states" not in read_checkpoint(out / "fold_0" / "best.ckpt")  # weights only
     model, config, meta = load_model(out / "fold_0" / "best.ckpt")
     assert config.model.encoder == "resnet18"
     out_dict = model(torch.rand(2, 1, 101, 101))
@@ -249,3 +250,25 @@ def test_onecycle_warm_up_fits_short_runs(total, pct_start):
         optimizer.step()
         schedule.step()  # a warm-up of no steps would divide by zero
         assert 0 < optimizer.param_groups[0]["lr"] <= 1.0
+
+
+def test_channels_last_trains_to_the_same_numbers():
+    """The memory layout changes the order of float sums only: same loss, outputs and
+    gradients up to rounding (a layout bug would change them by their own size)."""
+    torch.manual_seed(0)
+    image, mask = torch.rand(4, 1, 128, 128), (torch.rand(4, 1, 128, 128) > 0.5).float()
+    results = []
+    for channels_last in (False, True):
+        torch.manual_seed(0)
+        module = SaltModule(
+            tiny_config(f"trainer.channels_last={channels_last}", "model.dropout=0")
+        )
+        outputs = module(image)
+        loss, _ = module.criterion(outputs, mask, epoch=0)
+        loss.backward()
+        grad = next(module.model.parameters()).grad.contiguous()
+        results.append((float(loss.detach()), outputs["mask"].contiguous(), grad))
+    (loss, out, grad), (loss_cl, out_cl, grad_cl) = results
+    assert loss_cl == pytest.approx(loss, rel=1e-5)
+    torch.testing.assert_close(out_cl, out, rtol=0, atol=1e-4)
+    torch.testing.assert_close(grad_cl, grad, rtol=0, atol=1e-2 * float(grad.abs().max()))

@@ -76,12 +76,14 @@ def make_trainer(
 ) -> L.Trainer:
     """A Trainer from the recipe's ``trainer`` section, checkpointing into ``fold_dir``."""
     t = config.trainer
+    # The best epoch's weights (and recipe) are all inference needs; --resume reads last.ckpt.
     best = ModelCheckpoint(
         dirpath=fold_dir,
         filename="best",
         monitor="val_metric",
         mode="max",
         save_top_k=1,
+        save_weights_only=True,
         enable_version_counter=False,
     )
     # Lightning's save_last only follows saves of the best; this one is written every epoch.

@@ -38,6 +38,7 @@ RESUMABLE = {
     ("trainer", "strategy"),
     ("trainer", "accelerator"),
     ("trainer", "precision"),
+    ("trainer", "channels_last"),
     ("data", "num_workers"),
     ("data", "root"),
 }

@@ -75,15 +75,20 @@ class SaltModule(L.LightningModule):
         from saltseg.models import create_model
 
         self.model = create_model(self.config.model_kwargs())
+        self.channels_last = self.config.trainer.channels_last
+        if self.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
         self.criterion = build_criterion(self.config.loss)
         self.lr = self.config.optim.lr
         self._val_sums = torch.zeros(4, dtype=torch.float64)
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
         return self.model(x)
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        outputs = self.model(batch["image"])
+        outputs = self(batch["image"])
         loss, parts = self.criterion(outputs, batch["mask"], epoch=self.current_epoch)
         size = len(batch["image"])
         self.log("train_loss", loss, prog_bar=True, batch_size=size)
@@ -103,7 +108,7 @@ class SaltModule(L.LightningModule):
         self._val_sums = torch.zeros(4, dtype=torch.float64, device=self.device)
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        outputs = self.model(batch["image"])
+        outputs = self(batch["image"])
         loss, _ = self.criterion(outputs, batch["mask"], epoch=self.current_epoch)
         geometry, size = self.config.augment.geometry, self.config.augment.size
         prob = restore_geometry(torch.sigmoid(outputs["mask"].float()), geometry, size)
