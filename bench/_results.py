@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import platform
 import re
 from datetime import UTC, datetime
@@ -16,7 +17,8 @@ HEADER = "# Benchmark results\n\nEach section is rewritten by the script named i
 def machine() -> str:
     """One line that says where a benchmark ran."""
     return (
-        f"{platform.machine()}, {torch.get_num_threads()} torch threads, "
+        f"{platform.machine()}, {len(os.sched_getaffinity(0))} cores, "
+        f"{torch.get_num_threads()} torch threads, "
         f"Python {platform.python_version()}, torch {torch.__version__}, "
         f"{datetime.now(UTC):%Y-%m-%d}"
     )

@@ -1,5 +1,8 @@
 """Training quality at equal CPU budget on the real sample: our resnet34 recipe vs a plain smp loop.
 
+Superseded by ``bench/real_quality.py`` (k-fold CV on all real tiles); kept until that one has
+written its section of RESULTS.md.
+
 Both train on the same 320 tiles of ../shared/tgs-sample and are scored on the same 80 with the
 competition metric (threshold 0.5, no test-time augmentation). Each side runs in its own process
 with one thread, at the same time, and stops when its own process CPU time reaches the budget, so

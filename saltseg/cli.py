@@ -245,7 +245,8 @@ def train(
     accelerator: Annotated[str | None, typer.Option(help="auto, cpu, gpu.")] = None,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
 ) -> None:
-    """Train every fold of a recipe; prints and saves the out-of-fold score.
+    """Train every fold of a recipe; prints and saves the out-of-fold score, then tunes the
+    post-processing on the out-of-fold predictions (as 'saltseg tune' does).
 
     --overwrite replaces a saltseg run in --out once every setting has been checked; a folder
     holding anything else is never used. --resume continues the run with its own config: a
@@ -284,6 +285,15 @@ def train(
         typer.echo(
             f"OOF score {summary['oof_score']:.4f} on {summary['n_tiles']} tiles "
             f"(threshold {summary['threshold']}; folds {per_fold}); saved {out}/oof_score.json"
+        )
+        tuned = summary["tuned"]
+        partial = ""
+        if not tuned["complete"]:
+            used = ",".join(map(str, tuned["folds"]))
+            partial = f" (folds {used} only: train the others with --resume to tune on all)"
+        typer.echo(
+            f"tuned OOF score {tuned['oof_score']:.4f} ({tuned['postprocess']}){partial}; "
+            f"saved {tuned['file']}"
         )
 
 

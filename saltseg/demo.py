@@ -38,15 +38,15 @@ def run_demo(
 
     ``out`` must be missing, empty, or a folder of an earlier demo (``demo.json``); each stage
     replaces only its own earlier outputs. Writes ``out/data`` (synthetic Kaggle layout),
-    ``out/run`` (k-fold training, OOF score, post-processing), ``out/predict/submission.csv``,
-    ``out/report.html`` and ``out/mosaic``.
+    ``out/run`` (k-fold training, OOF score, post-processing tuned at the end of training),
+    ``out/predict/submission.csv``, ``out/report.html`` and ``out/mosaic``.
 
     Returns:
         The headline numbers of each stage.
     """
     from saltseg.config import load_config
     from saltseg.data.synthetic import generate_dataset
-    from saltseg.inference.pipeline import predict_folder, tune_runs
+    from saltseg.inference.pipeline import predict_folder
     from saltseg.mosaic import evaluate_links, read_neighbors, read_truth, run_mosaic
     from saltseg.report import build_report
     from saltseg.training.kfold import train_kfold
@@ -65,29 +65,29 @@ def run_demo(
     out.mkdir(parents=True, exist_ok=True)
     write_json({"demo": True, "n_train": n_train, "n_test": n_test, "seed": seed}, marker)
 
-    echo(f"[1/6] synthetic data: {n_train} training + {n_test} test tiles -> {data}")
+    echo(f"[1/5] synthetic data: {n_train} training + {n_test} test tiles -> {data}")
     generate_dataset(data, n_train=n_train, n_test=n_test, seed=seed, overwrite=True)
 
-    echo(f"[2/6] training '{config.name}': {config.data.k} folds x {config.trainer.epochs} epochs")
+    echo(
+        f"[2/5] training '{config.name}': {config.data.k} folds x {config.trainer.epochs} epochs, "
+        "then post-processing tuned on the out-of-fold predictions"
+    )
     summary = train_kfold(config, run, data=data, overwrite=True, progress=progress)
     results["oof_score"] = summary["oof_score"]
+    results["oof_score_tuned"] = summary["tuned"]["oof_score"]
     echo(f"      OOF score {summary['oof_score']:.4f} at threshold {summary['threshold']}")
+    echo(f"      OOF score {results['oof_score_tuned']:.4f} with {summary['tuned']['postprocess']}")
 
-    echo("[3/6] post-processing tuned on out-of-fold predictions")
-    post, _ = tune_runs([run])
-    results["oof_score_tuned"] = post.info["oof_score_after"]
-    echo(f"      OOF score {post.info['oof_score_after']:.4f} with {post.describe()}")
-
-    echo("[4/6] predicting the test tiles (flip TTA, mean over folds)")
+    echo("[3/5] predicting the test tiles (flip TTA, mean over folds)")
     pred = predict_folder([run], data, out / "predict", progress=progress, overwrite=True)
     results["submission"] = str(pred["files"]["submission"])
     echo(f"      {pred['n_tiles']} tiles, {pred['n_empty']} empty -> {results['submission']}")
 
-    echo("[5/6] error-analysis report")
+    echo("[4/5] error-analysis report")
     report = build_report(run, data, out / "report.html", overwrite=True)
     echo(f"      {out / 'report.html'} (OOF score {report.headline_score:.4f})")
 
-    echo("[6/6] jigsaw: rebuilding the sections from train and test tiles")
+    echo("[5/5] jigsaw: rebuilding the sections from train and test tiles")
     mosaic = run_mosaic(
         data, out / "mosaic", pred=out / "predict" / "submission.csv", overwrite=True
     )

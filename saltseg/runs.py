@@ -7,7 +7,8 @@ A run folder holds::
     folds.csv            the split (id, fold, coverage_class)
     fold_K/best.ckpt     best epoch by the validation competition metric (self-describing)
     fold_K/last.ckpt     the last finished epoch, for --resume
-    fold_K/metrics.csv   per-epoch losses and validation metrics (fold_K/logs: one per attempt)
+    fold_K/metrics.csv   per-epoch losses, validation metrics and wall time (epoch_seconds;
+                         fold_K/logs: one per attempt)
     fold_K/oof.npz       ids and probabilities (float16) of the fold's validation tiles
     fold_K/score.json    best epoch and out-of-fold score of the fold
     oof_score.json       the out-of-fold score of the whole run
@@ -36,10 +37,11 @@ from torch import nn
 
 from saltseg.config import Config, config_from_dict, load_config, save_config
 from saltseg.data.folds import read_folds, write_folds
+from saltseg.data.tgs import TileSet
 from saltseg.errors import SaltsegError
 from saltseg.io import atomic_path, write_json
 from saltseg.models import create_model
-from saltseg.postprocess import PostProcess, load_postprocess, save_postprocess
+from saltseg.postprocess import PostProcess, load_postprocess, save_postprocess, tune_postprocess
 
 MARKER = "run.json"
 CONFIG = "config.yaml"
@@ -391,6 +393,64 @@ class Run:
     def save_postprocess(self, pp: PostProcess) -> Path:
         save_postprocess(pp, self.postprocess_path)
         return self.postprocess_path
+
+
+def oof_rows(ids: list[str], tiles: TileSet, data: str | Path | None = None) -> np.ndarray:
+    """Positions in ``tiles`` of out-of-fold ``ids`` (in the order of ``ids``).
+
+    Args:
+        ids: Out-of-fold tile ids.
+        tiles: The training tiles the run was trained on.
+        data: Their folder, named in the error.
+
+    Raises:
+        SaltsegError: some ids are not among the tiles.
+    """
+    index = {tile_id: i for i, tile_id in enumerate(tiles.ids)}
+    missing = [i for i in ids if i not in index]
+    if missing:
+        where = data if data is not None else "the training data"
+        raise SaltsegError(
+            f"{where}: {len(missing)} out-of-fold id(s) not among the training tiles, "
+            f"e.g. {missing[0]!r}"
+        )
+    return np.array([index[i] for i in ids], dtype=np.int64)
+
+
+def tune_oof(
+    oof: dict[str, Any], tiles: TileSet, config: Config, data: str | Path | None = None
+) -> PostProcess:
+    """Tune post-processing on out-of-fold probabilities against the masks of ``tiles``.
+
+    Only the folds trained so far have out-of-fold predictions; the settings are tuned on
+    those, and ``info`` says which they were.
+
+    Args:
+        oof: Out-of-fold predictions as :meth:`Run.oof` returns them (``ids``, ``mask``,
+            ``fold``, maybe ``cls``), of one run or the mean of several.
+        tiles: The labelled training tiles.
+        config: The run's recipe: ``trainer.threshold`` is the threshold of the score before
+            tuning, ``data.k`` its number of folds.
+        data: The tiles' folder, named in errors.
+
+    Returns:
+        The tuned settings; ``info`` holds the scores before and after, the number of tiles,
+        ``folds`` (those whose out-of-fold tiles were used) and ``complete`` (whether they are
+        all ``k`` folds).
+    """
+    if tiles.masks is None:
+        raise SaltsegError("tuning post-processing needs labelled tiles (masks)")
+    rows = oof_rows(oof["ids"], tiles, data)
+    pp = tune_postprocess(
+        tiles.masks[rows],
+        oof["mask"],
+        tiles.images[rows],
+        oof.get("cls"),
+        base_threshold=config.trainer.threshold,
+    )
+    folds = sorted(int(f) for f in np.unique(oof["fold"]))
+    pp.info.update(folds=folds, complete=folds == list(range(config.data.k)))
+    return pp
 
 
 def _remove(entry: Path) -> None:

@@ -32,6 +32,13 @@ def test_train_command_and_its_errors(tmp_path):
     assert result.exit_code == 0, result.output
     assert "OOF score" in result.output
     assert json.loads((out / "oof_score.json").read_text())["n_tiles"] == 12
+    assert "tuned OOF score" in result.output and (out / "postprocess.json").exists()
+    assert "only" not in result.output
+    one = runner.invoke(
+        app, [*base, "--out", str(tmp_path / "one"), "--folds", "0", "--set", "trainer.epochs=1"]
+    )
+    assert one.exit_code == 0, one.output
+    assert "folds 0 only: train the others with --resume" in one.output
     again = runner.invoke(app, [*base, "--out", str(out)])
     assert again.exit_code == 2 and "already holds a run" in again.output
     typo = runner.invoke(app, [*base, "--out", str(tmp_path / "x"), "--set", "optim.lrr=1"])

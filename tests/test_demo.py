@@ -11,8 +11,9 @@ def test_demo_runs_every_stage(tmp_path):
     args += ["--set", "trainer.epochs=1", "--set", "data.k=2", "--set", "model.decoder_width=0.25"]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
-    for stage in range(1, 7):
-        assert f"[{stage}/6]" in result.output
+    for stage in range(1, 6):
+        assert f"[{stage}/5]" in result.output
+    assert "with threshold" in result.output  # tuned by training
     submission = pd.read_csv(out / "predict" / "submission.csv", keep_default_na=False)
     test_ids = sorted(p.stem for p in (out / "data" / "test" / "images").glob("*.png"))
     assert sorted(submission["id"]) == test_ids

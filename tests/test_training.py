@@ -9,9 +9,10 @@ import torch
 
 from saltseg.config import load_config
 from saltseg.errors import SaltsegError
+from saltseg.inference.pipeline import tune_runs
 from saltseg.runs import Run, load_model, read_checkpoint
 from saltseg.training.kfold import train_kfold
-from saltseg.training.module import build_criterion
+from saltseg.training.module import SaltModule, build_criterion, onecycle_pct
 from tests import helpers
 from tests.helpers import CONFIGS, make_layout, oof_score
 
@@ -51,6 +52,7 @@ def test_run_writes_every_artefact(run, data):
         assert {"val_metric", "val_loss", "val_iou", "train_loss"} <= set(metrics.columns)
         assert metrics["val_metric"].dropna().between(0, 1).all()
         assert len(metrics["val_metric"].dropna()) == 2  # one per epoch
+        assert (metrics["epoch_seconds"].dropna() > 0).sum() == 2  # wall time of each epoch
         with np.load(fold_dir / "oof.npz") as oof:
             val_ids = sorted(folds.loc[folds["fold"] == fold, "id"])
             assert sorted(oof["ids"].tolist()) == val_ids
@@ -62,11 +64,28 @@ def test_run_writes_every_artefact(run, data):
     assert saved["n_tiles"] == 20
 
 
+def test_training_ends_by_tuning_post_processing(run, data):
+    out, summary = run
+    pp = Run(out).postprocess()
+    assert pp is not None
+    assert pp.info["folds"] == [0, 1] and pp.info["complete"]
+    assert pp.info["runs"] == [str(out)] and pp.info["weights"] == [1.0]
+    assert pp.info["oof_score_before"] == pytest.approx(summary["oof_score"])
+    tuned = summary["tuned"]
+    assert tuned["oof_score"] == pp.info["oof_score_after"]
+    assert tuned["postprocess"] == pp.describe() and tuned["complete"]
+    assert tuned["file"] == str(out / "postprocess.json")
+    # The same settings as 'saltseg tune' chooses on the run.
+    again, _ = tune_runs([out], data=data, out=out.parent / "tuned_again.json")
+    assert again.to_json() == pp.to_json()
+
+
 def test_checkpoint_is_self_describing(run):
     out, _ = run
     ckpt = read_checkpoint(out / "fold_0" / "last.ckpt")
     assert ckpt["epoch"] == 1  # index of the last finished epoch
     assert ckpt["optimizer_states"] and ckpt["lr_schedulers"]
+    assert "optimizer_states" not in read_checkpoint(out / "fold_0" / "best.ckpt")  # weights only
     model, config, meta = load_model(out / "fold_0" / "best.ckpt")
     assert config.model.encoder == "resnet18"
     out_dict = model(torch.rand(2, 1, 101, 101))
@@ -119,6 +138,9 @@ def test_resume_continues_from_the_saved_epoch(data, tmp_path, monkeypatch):
     assert metrics["val_metric"].notna().sum() == 2  # epoch 0 from the first start, 1 resumed
     assert sorted(metrics["epoch"].unique()) == [0, 1]
     assert (out / "fold_0" / "score.json").exists()
+    # Trained on one fold of two: tuned on that fold's tiles, and it says so.
+    pp = Run(out).postprocess()
+    assert pp is not None and pp.info["folds"] == [0] and not pp.info["complete"]
     with pytest.raises(SaltsegError, match="nothing to resume"):
         train_kfold(tiny_config(), tmp_path / "none", data=data, resume=True)
 
@@ -194,3 +216,42 @@ def test_discriminative_lrs_and_frozen_encoder_warm_up():
     module._trainer = SimpleNamespace(current_epoch=1)  # epoch 1: encoder trains again
     module.on_train_epoch_start()
     assert all(p.requires_grad for p in module.model.encoder.parameters())
+
+
+@pytest.mark.parametrize("total", [1, 2, 3, 4, 5, 9, 100])
+@pytest.mark.parametrize("pct_start", [0.05, 0.2, 0.95])
+def test_onecycle_warm_up_fits_short_runs(total, pct_start):
+    pct = onecycle_pct(pct_start, total)
+    assert 0 < pct < 1
+    if total >= 40:
+        assert pct == pct_start  # long runs keep the recipe's warm-up
+    optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=1.0, total_steps=total, pct_start=pct
+    )
+    for _ in range(total - 1):
+        optimizer.step()
+        schedule.step()  # a warm-up of no steps would divide by zero
+        assert 0 < optimizer.param_groups[0]["lr"] <= 1.0
+
+
+def test_channels_last_trains_to_the_same_numbers():
+    """The memory layout changes the order of float sums only: same loss, outputs and
+    gradients up to rounding (a layout bug would change them by their own size)."""
+    torch.manual_seed(0)
+    image, mask = torch.rand(4, 1, 128, 128), (torch.rand(4, 1, 128, 128) > 0.5).float()
+    results = []
+    for channels_last in (False, True):
+        torch.manual_seed(0)
+        module = SaltModule(
+            tiny_config(f"trainer.channels_last={channels_last}", "model.dropout=0")
+        )
+        outputs = module(image)
+        loss, _ = module.criterion(outputs, mask, epoch=0)
+        loss.backward()
+        grad = next(module.model.parameters()).grad.contiguous()
+        results.append((float(loss.detach()), outputs["mask"].contiguous(), grad))
+    (loss, out, grad), (loss_cl, out_cl, grad_cl) = results
+    assert loss_cl == pytest.approx(loss, rel=1e-5)
+    torch.testing.assert_close(out_cl, out, rtol=0, atol=1e-4)
+    torch.testing.assert_close(grad_cl, grad, rtol=0, atol=1e-2 * float(grad.abs().max()))

@@ -27,8 +27,8 @@ from saltseg.inference.pseudo import PseudoLabelWriter
 from saltseg.inference.source import TileSource, open_tiles
 from saltseg.inference.submission import ProbWriter, SubmissionWriter
 from saltseg.outputs import OutputFolder
-from saltseg.postprocess import PostProcess, load_postprocess, save_postprocess, tune_postprocess
-from saltseg.runs import Run
+from saltseg.postprocess import PostProcess, load_postprocess, save_postprocess
+from saltseg.runs import Run, tune_oof
 from saltseg.tta import DEFAULT_TTA, parse_tta
 
 MANIFEST = "predict.json"
@@ -61,19 +61,7 @@ def tune_runs(
     if root is None:
         raise SaltsegError(f"{first}: no data folder in its config: pass --data")
     tiles = load_dataset(root, "train")
-    oof = ensemble_oof(runs, weights)
-    index = {tile_id: i for i, tile_id in enumerate(tiles.ids)}
-    missing = [i for i in oof["ids"] if i not in index]
-    if missing:
-        raise SaltsegError(f"{root}: no training tile {missing[0]!r} of the out-of-fold ids")
-    rows = np.array([index[i] for i in oof["ids"]])
-    pp = tune_postprocess(
-        tiles.masks[rows],
-        oof["mask"],
-        tiles.images[rows],
-        oof.get("cls"),
-        base_threshold=config.trainer.threshold,
-    )
+    pp = tune_oof(ensemble_oof(runs, weights), tiles, config, root)
     pp.info.update(runs=[str(r) for r in runs], weights=parse_weights(weights, len(runs)))
     if out is None:
         return pp, first.save_postprocess(pp)

@@ -16,7 +16,7 @@ import pandas as pd
 
 from saltseg.data.tgs import load_dataset
 from saltseg.errors import SaltsegError
-from saltseg.runs import Run
+from saltseg.runs import Run, oof_rows
 
 CURVE_COLUMNS = ("train_loss", "val_loss", "val_metric", "val_iou")
 
@@ -104,14 +104,7 @@ def load_inputs(run: str | Path, data: str | Path | None) -> RunInputs:
         raise SaltsegError(f"{owner.config_path} names no data folder (data.root): pass the data")
     data = Path(data) if data is not None else Path(config.data.root)
     tiles = load_dataset(data, "train")
-    index = {tile_id: i for i, tile_id in enumerate(tiles.ids)}
-    missing = [i for i in oof["ids"] if i not in index]
-    if missing:
-        raise SaltsegError(
-            f"{data}: {len(missing)} out-of-fold id(s) of {run} not among the training tiles, "
-            f"e.g. {missing[0]!r}"
-        )
-    tiles = tiles.subset([index[i] for i in oof["ids"]])
+    tiles = tiles.subset(oof_rows(oof["ids"], tiles, data))
     threshold = config.trainer.threshold
     pp = owner.postprocess()
     cls = oof.get("cls")

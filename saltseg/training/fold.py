@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,20 @@ from saltseg.runs import Run
 from saltseg.training.checkpoint import AtomicCheckpointIO
 from saltseg.training.module import SaltModule
 from saltseg.tta import DEFAULT_TTA, predict_probs
+
+
+class EpochTimer(L.Callback):
+    """Logs ``epoch_seconds``: the wall time of each epoch, training and validation together
+    (checkpoint writing included)."""
+
+    def __init__(self) -> None:
+        self._start = 0.0
+
+    def on_train_epoch_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        self._start = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        module.log("epoch_seconds", time.perf_counter() - self._start, sync_dist=False)
 
 
 def _loggers(fold_dir: Path) -> list[Any]:
@@ -61,12 +76,14 @@ def make_trainer(
 ) -> L.Trainer:
     """A Trainer from the recipe's ``trainer`` section, checkpointing into ``fold_dir``."""
     t = config.trainer
+    # The best epoch's weights (and recipe) are all inference needs; --resume reads last.ckpt.
     best = ModelCheckpoint(
         dirpath=fold_dir,
         filename="best",
         monitor="val_metric",
         mode="max",
         save_top_k=1,
+        save_weights_only=True,
         enable_version_counter=False,
     )
     # Lightning's save_last only follows saves of the best; this one is written every epoch.
@@ -85,7 +102,7 @@ def make_trainer(
         limit_val_batches=t.limit_val_batches,
         gradient_clip_val=t.gradient_clip_val,
         log_every_n_steps=t.log_every_n_steps,
-        callbacks=[best, last, *(callbacks_extra or [])],
+        callbacks=[best, last, EpochTimer(), *(callbacks_extra or [])],
         logger=_loggers(fold_dir),
         plugins=[AtomicCheckpointIO()],
         enable_progress_bar=progress,

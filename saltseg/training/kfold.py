@@ -1,4 +1,5 @@
-"""k-fold cross-validation: one Lightning run per fold, out-of-fold predictions, the OOF score.
+"""k-fold cross-validation: one Lightning run per fold, out-of-fold predictions, the OOF score,
+then post-processing tuned on the out-of-fold predictions (the run is ready to predict).
 
 The run folder is owned by :class:`saltseg.runs.Run`, which knows its layout. Every setting is
 checked (config, data, folds, model, losses, trainer) before the first write; ``resume=True``
@@ -22,8 +23,9 @@ from saltseg.data.tgs import TileSet, load_dataset
 from saltseg.errors import SaltsegError
 from saltseg.metrics import competition_metric
 from saltseg.models import create_model
+from saltseg.postprocess import PostProcess
 from saltseg.quiet import quiet_lightning
-from saltseg.runs import Run, read_checkpoint
+from saltseg.runs import Run, oof_rows, read_checkpoint, tune_oof
 from saltseg.training.fold import train_fold
 from saltseg.training.module import build_criterion
 
@@ -36,6 +38,7 @@ RESUMABLE = {
     ("trainer", "strategy"),
     ("trainer", "accelerator"),
     ("trainer", "precision"),
+    ("trainer", "channels_last"),
     ("data", "num_workers"),
     ("data", "root"),
 }
@@ -147,7 +150,7 @@ def train_kfold(
     progress: bool = True,
     info: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Train the chosen folds of a recipe and score the out-of-fold predictions.
+    """Train the chosen folds of a recipe, score the out-of-fold predictions and tune on them.
 
     Args:
         config: The recipe (None on resume: the run's own config).
@@ -163,7 +166,10 @@ def train_kfold(
         info: Extra facts recorded in the run's ``run.json``.
 
     Returns:
-        The OOF summary written to ``oof_score.json``.
+        The OOF summary written to ``oof_score.json``, plus ``tuned``: the OOF score with the
+        post-processing tuned on the out-of-fold predictions and saved to ``postprocess.json``
+        (its description, the folds it was tuned on, whether those are all the folds, the
+        file; see :func:`tune_run`).
     """
     run = Run(out)
     # Under DDP every rank runs this function; only rank 0 touches the run folder. The others
@@ -200,16 +206,33 @@ def train_kfold(
             scores[fold] = result
     if not scores:  # a non-zero rank of a multi-process run
         return {}
-    summary = summarise_run(run, tiles, config.trainer.threshold)
+    oof = run.oof()
+    summary = summarise_run(run, tiles, config.trainer.threshold, oof)
+    pp = tune_run(run, tiles, config, oof)
+    summary["tuned"] = {
+        "oof_score": pp.info["oof_score_after"],
+        "postprocess": pp.describe(),
+        "folds": pp.info["folds"],
+        "complete": pp.info["complete"],
+        "file": str(run.postprocess_path),
+    }
     run.drop_replaced()  # the command has finished: the run it replaced can go
     return summary
 
 
-def summarise_run(run: Run, tiles: TileSet, threshold: float) -> dict[str, Any]:
-    """Score all out-of-fold predictions of a run and write ``oof_score.json``."""
-    oof = run.oof()
-    index = {tile_id: i for i, tile_id in enumerate(tiles.ids)}
-    truth = tiles.masks[[index[i] for i in oof["ids"]]]
+def summarise_run(
+    run: Run, tiles: TileSet, threshold: float, oof: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Score all out-of-fold predictions of a run and write ``oof_score.json``.
+
+    Args:
+        run: The run.
+        tiles: Its training tiles.
+        threshold: The pixel threshold.
+        oof: The run's out-of-fold predictions (read from the run when None).
+    """
+    oof = run.oof() if oof is None else oof
+    truth = tiles.masks[oof_rows(oof["ids"], tiles)]
     per_fold = {}
     for fold in np.unique(oof["fold"]):
         sel = oof["fold"] == fold
@@ -222,3 +245,27 @@ def summarise_run(run: Run, tiles: TileSet, threshold: float) -> dict[str, Any]:
     }
     run.save_oof_summary(summary)
     return summary
+
+
+def tune_run(
+    run: Run, tiles: TileSet, config: Config, oof: dict[str, Any] | None = None
+) -> PostProcess:
+    """Tune post-processing on the run's out-of-fold predictions and save ``postprocess.json``.
+
+    The run is then ready to predict, as after ``saltseg tune``. With some folds not trained
+    yet, the settings are tuned on the folds there are and ``info["complete"]`` is false;
+    training the other folds later (``--resume --folds``) tunes again on all of them.
+
+    Args:
+        run: The run.
+        tiles: Its training tiles.
+        config: Its recipe.
+        oof: The run's out-of-fold predictions (read from the run when None).
+
+    Returns:
+        The settings, with ``info`` as :func:`saltseg.runs.tune_oof` and ``saltseg tune`` write.
+    """
+    pp = tune_oof(run.oof() if oof is None else oof, tiles, config)
+    pp.info.update(runs=[str(run.root)], weights=[1.0])
+    run.save_postprocess(pp)
+    return pp

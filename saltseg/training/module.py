@@ -40,6 +40,22 @@ def param_groups(model: nn.Module, cfg: OptimConfig) -> list[dict[str, Any]]:
     ]
 
 
+def onecycle_pct(pct_start: float, total: int) -> float:
+    """``pct_start`` moved just enough that ``OneCycleLR`` can run ``total`` steps.
+
+    ``OneCycleLR`` ends the warm-up at step ``pct_start * total - 1`` and divides by that, so a
+    short run (few steps, small ``pct_start``) would divide by zero. From 3 steps on, both phases
+    get at least one step; shorter runs have no warm-up.
+
+    Args:
+        pct_start: The recipe's share of steps spent warming up.
+        total: The number of optimiser steps.
+    """
+    if total < 3:
+        return min(pct_start, 0.5 / total)
+    return min(max(pct_start, 2 / total), (total - 1.5) / total)
+
+
 class SaltModule(L.LightningModule):
     """Trains one model of a recipe.
 
@@ -59,15 +75,20 @@ class SaltModule(L.LightningModule):
         from saltseg.models import create_model
 
         self.model = create_model(self.config.model_kwargs())
+        self.channels_last = self.config.trainer.channels_last
+        if self.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
         self.criterion = build_criterion(self.config.loss)
         self.lr = self.config.optim.lr
         self._val_sums = torch.zeros(4, dtype=torch.float64)
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
         return self.model(x)
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        outputs = self.model(batch["image"])
+        outputs = self(batch["image"])
         loss, parts = self.criterion(outputs, batch["mask"], epoch=self.current_epoch)
         size = len(batch["image"])
         self.log("train_loss", loss, prog_bar=True, batch_size=size)
@@ -87,7 +108,7 @@ class SaltModule(L.LightningModule):
         self._val_sums = torch.zeros(4, dtype=torch.float64, device=self.device)
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        outputs = self.model(batch["image"])
+        outputs = self(batch["image"])
         loss, _ = self.criterion(outputs, batch["mask"], epoch=self.current_epoch)
         geometry, size = self.config.augment.geometry, self.config.augment.size
         prob = restore_geometry(torch.sigmoid(outputs["mask"].float()), geometry, size)
@@ -130,7 +151,7 @@ class SaltModule(L.LightningModule):
                 optimizer,
                 max_lr=[g["lr"] for g in groups],
                 total_steps=total,
-                pct_start=cfg.pct_start,
+                pct_start=onecycle_pct(cfg.pct_start, total),
                 div_factor=cfg.div_factor,
                 final_div_factor=cfg.final_div_factor,
                 cycle_momentum=cfg.optimizer == "sgd",
