@@ -497,6 +497,9 @@ def predict_volume(
     resample: Annotated[
         float | None, typer.Option(help="Vertical resampling factor before prediction (2: x2).")
     ] = None,
+    margin: Annotated[
+        int, typer.Option(min=0, help="Extra reflect padding around each section, pixels.")
+    ] = 0,
     iline_byte: Annotated[int, typer.Option(help="SEG-Y header byte of the inline.")] = 189,
     xline_byte: Annotated[int, typer.Option(help="SEG-Y header byte of the crossline.")] = 193,
     formats: Annotated[
@@ -527,7 +530,7 @@ def predict_volume(
         per_line=per_line,
     )
     names = tuple(d.strip() for d in directions.split(",") if d.strip()) if directions else None
-    settings = VolumeSettings(overlap, blend, names, scaling, resample)
+    settings = VolumeSettings(overlap, blend, names, scaling, resample, margin)
     summary = predict_file(
         input_, spec, out, settings, formats, iline_byte, xline_byte, overwrite, devices, progress
     )

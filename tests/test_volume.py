@@ -53,9 +53,10 @@ def scaled(array, low=1, high=99):
 @pytest.mark.parametrize("shape", [(2, 250, 333), (1, 40, 7), (1, 101, 101), (1, 2, 2)])
 def test_identity_through_windows_gives_back_the_input(blend, overlap, shape):
     sections = np.random.default_rng(0).random(shape, dtype=np.float32)
-    out = predict_sections(sections, lambda w: w, overlap=overlap, blend=blend, chunk=7)
-    assert out.shape == sections.shape
-    np.testing.assert_allclose(out, sections, atol=1e-5)  # edges and corners included
+    for margin in (0, 13):
+        out = predict_sections(sections, lambda w: w, overlap=overlap, blend=blend, margin=margin)
+        assert out.shape == sections.shape
+        np.testing.assert_allclose(out, sections, atol=1e-5)  # edges and corners included
 
 
 def test_weights_are_positive_and_peak_in_the_centre():
@@ -269,3 +270,16 @@ def test_two_processes_equal_one(run, tmp_path, segy_sample):  # noqa: F811
     predict_file(source, spec, tmp_path / "two", devices=2, progress=False)
     one, two = (np.load(tmp_path / d / "probabilities.npy") for d in ("one", "two"))
     np.testing.assert_allclose(one, two, atol=1e-6)
+
+
+def test_too_little_disk_is_refused_before_writing(run, tmp_path, monkeypatch):  # noqa: F811
+    import shutil
+    from collections import namedtuple
+
+    source = tmp_path / "cube.npy"
+    np.save(source, np.random.default_rng(8).normal(size=(3, 4, 30)).astype(np.float32))
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10**6, 10**6, 1000))
+    with pytest.raises(SaltsegError, match="not enough disk space"):
+        predict_file(source, RunSpec([str(run)]), tmp_path / "out", progress=False)
+    assert not (tmp_path / "out").exists()

@@ -23,6 +23,7 @@ from saltseg.volume.predict import VolumeSettings, finish, measure_clip, run_loc
 from saltseg.volume.scaling import apply_clip
 from saltseg.volume.segy import write_segy
 from saltseg.volume.store import Accumulator
+from saltseg.volume.windows import WindowPredictor
 from saltseg.volume.writers import (
     OUTPUTS,
     SUMMARY,
@@ -101,6 +102,7 @@ def predict_file(
     overwrite: bool = False,
     devices: int = 1,
     progress: bool = True,
+    model: WindowPredictor | None = None,
 ) -> dict[str, Any]:
     """Predict a section or cube file with the ensemble of ``runs`` and write ``out/``.
 
@@ -115,6 +117,8 @@ def predict_file(
         overwrite: Replace earlier outputs of ``predict-volume`` in ``out``.
         devices: CPU processes to share the lines between.
         progress: Show a progress bar.
+        model: Predict the windows with this function instead of the ensemble of ``runs``
+            (which still give the threshold); one process only.
 
     Returns:
         The summary also written to ``out/predict-volume.json``.
@@ -127,6 +131,8 @@ def predict_file(
     settings.check()
     if devices < 1:
         raise SaltsegError(f"--devices must be at least 1, got {devices}")
+    if model is not None and devices > 1:
+        raise SaltsegError("a model function runs in one process only (devices=1)")
     spec = as_run_spec(runs)
     threshold, origin = check_runs(spec)
     volume = open_volume(source, iline_byte, xline_byte)
@@ -143,7 +149,7 @@ def predict_file(
 
             predict_sharded(volume, acc, spec, settings, directions, clip, devices, progress)
         else:
-            predict = load_predictor(spec)
+            predict = model or load_predictor(spec)
             run_local(volume, acc, predict, settings, directions, clip, progress)
         _write_outputs(
             folder, volume, acc, len(directions), formats_, threshold, clip, settings.slab_mb

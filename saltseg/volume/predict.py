@@ -55,6 +55,7 @@ class VolumeSettings:
             ``depth``); None: inline and crossline for a cube, the line itself for a section.
         scaling: Amplitude clipping (see :class:`~saltseg.volume.scaling.Scaling`).
         resample: Vertical resampling factor before prediction (2: twice as many samples).
+        margin: Extra reflect padding around each section, in pixels.
         slab_mb: Amplitudes read at once, in MB.
         chunk: Windows per model call.
     """
@@ -64,6 +65,7 @@ class VolumeSettings:
     directions: tuple[str, ...] | None = None
     scaling: Scaling = field(default_factory=Scaling)
     resample: float | None = None
+    margin: int = 0
     slab_mb: float = 64.0
     chunk: int = 64
 
@@ -86,6 +88,8 @@ class VolumeSettings:
                 raise SaltsegError(f"a direction is repeated in {list(self.directions)}")
         if self.resample is not None:
             resampled_length(2, self.resample)
+        if self.margin < 0:
+            raise SaltsegError(f"margin must be at least 0, got {self.margin}")
         if self.slab_mb <= 0 or self.chunk < 1:
             raise SaltsegError("slab size and windows per call must be positive")
 
@@ -201,7 +205,14 @@ def predict_slab(
     if vertical:
         scaled = resample(scaled, resampled_length(rows, settings.resample), axis=1)
     probs = predict_sections(
-        scaled, predict, WINDOW, settings.overlap, settings.blend, None, settings.chunk, on_windows
+        scaled,
+        predict,
+        WINDOW,
+        settings.overlap,
+        settings.blend,
+        settings.margin,
+        settings.chunk,
+        on_windows,
     )
     if vertical:
         probs = resample(probs, rows, axis=1)
@@ -218,7 +229,7 @@ def count_direction_windows(volume: Volume, axis: int, settings: VolumeSettings)
         if settings.resample not in (None, 1.0):
             shape[0] = resampled_length(shape[0], settings.resample)
         n_lines = int(np.moveaxis(volume.live, axis, 0).any(axis=1).sum())
-    return n_lines * count_windows((shape[0], shape[1]), WINDOW, settings.overlap, None)
+    return n_lines * count_windows((shape[0], shape[1]), WINDOW, settings.overlap, settings.margin)
 
 
 def predict_direction(

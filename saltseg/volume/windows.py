@@ -1,7 +1,7 @@
 """Sliding windows over sections of any size, blended so that no seam shows.
 
-A section ``(H, W)`` is reflect-padded by a margin on every side (and further, up to one window,
-when it is smaller than a window), cut into windows of ``size x size`` with a stride of
+A section ``(H, W)`` is reflect-padded up to one window where it is smaller than a window (and
+by an optional margin on every side), cut into windows of ``size x size`` with a stride of
 ``size * (1 - overlap)`` (the last window of each row and column is shifted to end at the edge),
 and each window's prediction is added with a weight map; the sum divided by the sum of weights is
 the result, cropped back to ``(H, W)``. Weight maps: ``"gaussian"`` (sigma ``size / 8``, as
@@ -68,20 +68,14 @@ def _padding(length: int, size: int, margin: int) -> tuple[int, int]:
     return margin, margin + extra
 
 
-def count_windows(shape: tuple[int, int], size: int, overlap: float, margin: int | None) -> int:
+def count_windows(shape: tuple[int, int], size: int, overlap: float, margin: int = 0) -> int:
     """Number of windows :func:`predict_sections` cuts from one section of ``shape``."""
     stride = stride_of(size, overlap)
-    margin = default_margin(size, overlap) if margin is None else margin
     n = 1
     for length in shape:
         before, after = _padding(length, size, margin)
         n *= len(window_starts(length + before + after, size, stride))
     return n
-
-
-def default_margin(size: int, overlap: float) -> int:
-    """Reflect padding on each side: half the overlap, so edge pixels sit inside a window."""
-    return round(size * overlap / 2)
 
 
 def predict_sections(
@@ -90,7 +84,7 @@ def predict_sections(
     size: int = WINDOW,
     overlap: float = 0.5,
     blend: str = "gaussian",
-    margin: int | None = None,
+    margin: int = 0,
     chunk: int = 64,
     on_windows: Callable[[int], None] | None = None,
 ) -> np.ndarray:
@@ -102,7 +96,8 @@ def predict_sections(
         size: Window side in pixels.
         overlap: Fraction of a window shared with the next one, in [0, 1).
         blend: ``"gaussian"``, ``"pyramid"`` or ``"flat"``.
-        margin: Reflect padding on each side (default: :func:`default_margin`).
+        margin: Extra reflect padding on each side, so that edge pixels sit inside windows
+            (the models' own tile padding already gives them reflected context).
         chunk: Windows per call of ``predict``.
         on_windows: Called with the number of windows after each call (a progress bar).
 
@@ -121,7 +116,8 @@ def predict_sections(
             "need at least 2 samples in each dimension"
         )
     stride = stride_of(size, overlap)
-    margin = default_margin(size, overlap) if margin is None else margin
+    if margin < 0:
+        raise SaltsegError(f"margin must be at least 0, got {margin}")
     weights = window_weights(size, blend)
     pad_h, pad_w = _padding(height, size, margin), _padding(width, size, margin)
     padded = np.pad(sections.astype(np.float32, copy=False), ((0, 0), pad_h, pad_w), "reflect")
