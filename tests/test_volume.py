@@ -218,6 +218,12 @@ def test_output_folder_rules(run, tmp_path):  # noqa: F811
         "predict-volume.json",
         "probabilities.npy",
     ]
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "mask.npy").write_bytes(b"the user's own file")
+    with pytest.raises(SaltsegError, match="not written by predict-volume"):
+        predict_file(source, spec, other, settings, overwrite=True, progress=False)
+    assert (other / "mask.npy").read_bytes() == b"the user's own file"
 
 
 def test_bad_inputs_are_one_line_errors(run, tmp_path, segy_sample):  # noqa: F811

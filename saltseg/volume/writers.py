@@ -1,9 +1,9 @@
 """The output folder of ``predict-volume``: what it may replace, and writing each output.
 
 Every output is written under a temporary name in the output folder and renamed when all of them
-are complete, so an error or a kill never leaves a half-written file under a final name. Only the
-files named in :data:`OUTPUTS` are ever replaced (with ``overwrite``); other files in the folder
-are left alone.
+are complete, so an error or a kill never leaves a half-written file under a final name. Only
+files that an earlier call wrote (listed in its ``predict-volume.json``) are ever replaced, and
+only with ``overwrite``; other files in the folder are left alone.
 """
 
 from __future__ import annotations
@@ -58,8 +58,8 @@ class OutputFolder:
         source: The input file, which must not be among the outputs.
 
     Raises:
-        SaltsegError: ``out`` is a file, holds earlier outputs (without ``overwrite``), or one
-            of them is the input.
+        SaltsegError: ``out`` is a file, holds earlier outputs (without ``overwrite``), holds a
+            file under an output name that no earlier call wrote, or the input is an output.
     """
 
     def __init__(self, out: Path, names: list[str], overwrite: bool, source: Path | None):
@@ -76,14 +76,23 @@ class OutputFolder:
                 f"{self.out} holds earlier outputs ({', '.join(found)}); pass --overwrite to "
                 "replace them"
             )
-        self.stale = [n for n in found if n not in self.names and n in self._listed()]
+        listed = self._listed()
+        foreign = [n for n in found if n not in listed]
+        if foreign:
+            raise SaltsegError(
+                f"{self.out / foreign[0]} was not written by predict-volume; choose another "
+                "output folder"
+            )
+        self.stale = [n for n in found if n not in self.names]
         self.created = not self.out.exists()
         self.temps: dict[str, Path] = {}
 
     def _listed(self) -> list[str]:
+        """The files an earlier call recorded in its summary (the summary included)."""
         try:
-            return list(json.loads((self.out / SUMMARY).read_text())["files"].values())
-        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            files = json.loads((self.out / SUMMARY).read_text())["files"]
+            return [str(name) for name in files] if isinstance(files, dict) else []
+        except (OSError, ValueError, KeyError, TypeError):
             return []
 
     def check_disk(self, needed: int) -> None:
