@@ -19,10 +19,10 @@ import numpy as np
 from saltseg.errors import SaltsegError
 from saltseg.volume.io import Volume, open_volume
 from saltseg.volume.model import RunSpec, as_run_spec, check_runs, load_predictor
-from saltseg.volume.predict import VolumeSettings, finish, measure_clip, run_local, slabs
-from saltseg.volume.scaling import apply_clip
+from saltseg.volume.predict import VolumeSettings, finish, run_local
+from saltseg.volume.scaling import apply_clip, measure_clip
 from saltseg.volume.segy import write_segy
-from saltseg.volume.store import Accumulator
+from saltseg.volume.store import Accumulator, slabs
 from saltseg.volume.windows import WindowPredictor
 from saltseg.volume.writers import (
     OUTPUTS,

@@ -26,11 +26,11 @@ from saltseg.volume.scaling import (
     Scaling,
     apply_clip,
     clip_values,
+    measure_clip,
     resample,
     resampled_length,
-    sample_rows,
 )
-from saltseg.volume.store import Accumulator
+from saltseg.volume.store import Accumulator, slabs
 from saltseg.volume.windows import (
     BLENDS,
     WINDOW,
@@ -108,46 +108,6 @@ class VolumeSettings:
         info = asdict(self)
         info.update(window=WINDOW, directions=list(directions), combine="mean")
         return info
-
-
-def measure_clip(volume: Volume, scaling: Scaling, slab_mb: float = 64.0) -> tuple[float, float]:
-    """Global clip values: given, or percentiles of a sample of live traces of the whole input.
-
-    Reads the whole input once (a slab of inlines at a time) to check that it is finite.
-
-    Raises:
-        SaltsegError: NaN or infinite amplitudes, constant amplitudes.
-    """
-    where = str(volume.path) if volume.path else "input"
-    _, n_traces, n_samples = volume.shape
-    live_cells = np.flatnonzero(volume.live.ravel())
-    if len(live_cells) == 0:
-        raise SaltsegError(f"{where}: no trace to predict")
-    chosen = np.zeros(volume.live.size, dtype=bool)
-    chosen[live_cells[sample_rows(len(live_cells))]] = True
-    chosen = chosen.reshape(volume.live.shape)
-    picked = []
-    for start, stop in slabs(volume.shape[0], n_traces * n_samples * 4, slab_mb, 1):
-        raw = volume.read(0, start, stop)
-        live = volume.live[start:stop]
-        if not np.isfinite(raw[live]).all():
-            raise SaltsegError(f"{where}: amplitudes contain NaN or infinity")
-        picked.append(raw[chosen[start:stop]])
-    values = np.concatenate(picked)
-    if scaling.clip is not None:
-        clip_values(values, scaling.percentiles, where)  # still refuse constant amplitudes
-        return scaling.clip
-    if volume.integer_range is not None:
-        clip_values(values, scaling.percentiles, where)
-        return volume.integer_range
-    return clip_values(values, scaling.percentiles, where)
-
-
-def slabs(n_lines: int, line_bytes: int, slab_mb: float, min_slabs: int) -> list[tuple[int, int]]:
-    """``(start, stop)`` of consecutive slabs of lines under ``slab_mb``, at least ``min_slabs``."""
-    per_slab = max(1, int(slab_mb * 2**20 // max(1, line_bytes)))
-    per_slab = min(per_slab, max(1, -(-n_lines // min_slabs)))
-    return [(a, min(a + per_slab, n_lines)) for a in range(0, n_lines, per_slab)]
 
 
 def direction_slabs(volume: Volume, axis: int, settings: VolumeSettings) -> list[tuple[int, int]]:

@@ -11,10 +11,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from saltseg.errors import SaltsegError
+from saltseg.volume.store import slabs
+
+if TYPE_CHECKING:
+    from saltseg.volume.io import Volume
 
 SAMPLE_TRACES = 4096
 
@@ -103,3 +108,36 @@ def resampled_length(n: int, factor: float) -> int:
     if not 0.1 <= factor <= 10:
         raise SaltsegError(f"--resample must be between 0.1 and 10, got {factor}")
     return max(2, round((n - 1) * factor) + 1)
+
+
+def measure_clip(volume: Volume, scaling: Scaling, slab_mb: float = 64.0) -> tuple[float, float]:
+    """Global clip values: given, or percentiles of a sample of live traces of the whole input.
+
+    Reads the whole input once (a slab of inlines at a time) to check that it is finite.
+
+    Raises:
+        SaltsegError: NaN or infinite amplitudes, constant amplitudes.
+    """
+    where = str(volume.path) if volume.path else "input"
+    _, n_traces, n_samples = volume.shape
+    live_cells = np.flatnonzero(volume.live.ravel())
+    if len(live_cells) == 0:
+        raise SaltsegError(f"{where}: no trace to predict")
+    chosen = np.zeros(volume.live.size, dtype=bool)
+    chosen[live_cells[sample_rows(len(live_cells))]] = True
+    chosen = chosen.reshape(volume.live.shape)
+    picked = []
+    for start, stop in slabs(volume.shape[0], n_traces * n_samples * 4, slab_mb, 1):
+        raw = volume.read(0, start, stop)
+        live = volume.live[start:stop]
+        if not np.isfinite(raw[live]).all():
+            raise SaltsegError(f"{where}: amplitudes contain NaN or infinity")
+        picked.append(raw[chosen[start:stop]])
+    values = np.concatenate(picked)
+    if scaling.clip is not None:
+        clip_values(values, scaling.percentiles, where)  # still refuse constant amplitudes
+        return scaling.clip
+    if volume.integer_range is not None:
+        clip_values(values, scaling.percentiles, where)
+        return volume.integer_range
+    return clip_values(values, scaling.percentiles, where)

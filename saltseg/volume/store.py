@@ -65,3 +65,10 @@ class Accumulator:
         traces = np.array(grid.reshape(-1, self.shape[-1])[cells])
         del grid
         return traces
+
+
+def slabs(n_lines: int, line_bytes: int, slab_mb: float, min_slabs: int) -> list[tuple[int, int]]:
+    """``(start, stop)`` of consecutive slabs of lines under ``slab_mb``, at least ``min_slabs``."""
+    per_slab = max(1, int(slab_mb * 2**20 // max(1, line_bytes)))
+    per_slab = min(per_slab, max(1, -(-n_lines // min_slabs)))
+    return [(a, min(a + per_slab, n_lines)) for a in range(0, n_lines, per_slab)]
