@@ -58,6 +58,15 @@ def train_run(root: Path, epochs: int) -> Path:
     return root / "run"
 
 
+def describe_run(run: Path) -> str:
+    """The recipe, epochs and folds of a given run."""
+    from saltseg.config import load_config
+
+    config = load_config(run / "config.yaml")
+    folds = len({path.parent for path in run.glob("fold_*/*.ckpt")})
+    return f"a run of the {config.name} recipe, {config.trainer.epochs} epochs, {folds} fold(s)"
+
+
 def border_band(height: int, width: int, tile: int = 101, band: int = BORDER) -> np.ndarray:
     """Pixels within ``band`` of an inner tile border."""
     rows, cols = np.arange(height) % tile, np.arange(width) % tile
@@ -218,7 +227,9 @@ def main() -> None:
         s = speed(predict, SPEED, args.repeats)
         m = memory(run, root, args.cube_gb)
     minutes = (time.perf_counter() - started) / 60
-    origin = f"`{args.run}`" if args.run else f"one fold of configs/demo.yaml, {args.epochs} epochs"
+    origin = (
+        describe_run(run) if args.run else f"one fold of configs/demo.yaml, {args.epochs} epochs"
+    )
     lines = [
         "## Sections and cubes (`bench/volume.py`)",
         "",
