@@ -447,6 +447,91 @@ def predict(
         )
 
 
+@command("predict-volume")
+def predict_volume(
+    input_: Annotated[
+        Path, typer.Argument(metavar="INPUT", help="SEG-Y line or cube, .npy, PNG or TIFF.")
+    ],
+    run: Annotated[list[Path], typer.Option(help="Run folder (repeat for an ensemble).")],
+    out: Annotated[Path, typer.Option(help="Output folder.")],
+    tta: Annotated[
+        str, typer.Option(help="TTA views besides the plain window, as for predict.")
+    ] = "hflip",
+    top_k: Annotated[
+        int | None, typer.Option(help="Keep per run the K folds with the best OOF score.")
+    ] = None,
+    weights: Annotated[str | None, typer.Option(help="Per-run weights, e.g. 0.6,0.4.")] = None,
+    postprocess: Annotated[
+        Path | None, typer.Option(help="Post-processing JSON (its pixel threshold is used).")
+    ] = None,
+    backend: Annotated[str, typer.Option(help="torch, or onnx (after saltseg export).")] = "torch",
+    overlap: Annotated[float, typer.Option(help="Share of a window overlapping the next.")] = 0.5,
+    blend: Annotated[str, typer.Option(help="Window weights: gaussian, pyramid or flat.")] = (
+        "gaussian"
+    ),
+    directions: Annotated[
+        str | None,
+        typer.Option(help="Cube directions to average: inline,crossline (default), depth."),
+    ] = None,
+    clip: Annotated[
+        str | None, typer.Option(help="Clip amplitudes at LOW,HIGH instead of percentiles.")
+    ] = None,
+    percentiles: Annotated[str, typer.Option(help="Clip percentiles of the amplitudes.")] = "1,99",
+    per_line: Annotated[
+        bool, typer.Option(help="Measure the percentiles on each line, not the whole input.")
+    ] = False,
+    resample: Annotated[
+        float | None, typer.Option(help="Vertical resampling factor before prediction (2: x2).")
+    ] = None,
+    margin: Annotated[
+        int, typer.Option(min=0, help="Extra reflect padding around each section, pixels.")
+    ] = 0,
+    iline_byte: Annotated[int, typer.Option(help="SEG-Y header byte of the inline.")] = 189,
+    xline_byte: Annotated[int, typer.Option(help="SEG-Y header byte of the crossline.")] = 193,
+    formats: Annotated[
+        str | None, typer.Option(help="Outputs: npy,segy,png (default: all that apply).")
+    ] = None,
+    devices: Annotated[int, typer.Option(help="CPU processes to share the lines between.")] = 1,
+    batch_size: Annotated[int, typer.Option(min=1, help="Windows per forward pass.")] = 8,
+    overwrite: Annotated[
+        bool, typer.Option(help="Replace earlier predict-volume outputs in OUT.")
+    ] = False,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """Predict a seismic section or cube of any size with overlapping 101x101 windows."""
+    from saltseg.volume import RunSpec, Scaling, VolumeSettings, predict_file
+
+    spec = RunSpec(
+        [str(r) for r in run],
+        weights=weights,
+        top_k=top_k,
+        backend=backend,
+        tta=tta,
+        batch_size=batch_size,
+        postprocess=str(postprocess) if postprocess else None,
+    )
+    scaling = Scaling(
+        percentiles=_pair(percentiles, "--percentiles"),
+        clip=_pair(clip, "--clip") if clip else None,
+        per_line=per_line,
+    )
+    names = tuple(d.strip() for d in directions.split(",") if d.strip()) if directions else None
+    settings = VolumeSettings(overlap, blend, names, scaling, resample, margin)
+    summary = predict_file(
+        input_, spec, out, settings, formats, iline_byte, xline_byte, overwrite, devices, progress
+    )
+    shape = "x".join(map(str, summary["input"]["shape"]))
+    typer.echo(
+        f"wrote {out}: {', '.join(summary['files'])} for a {summary['input']['dimensions']}D "
+        f"input of {shape} ({summary['input']['holes']} holes), "
+        f"{len(summary['members'])} model(s), "
+        f"directions {','.join(summary['settings']['directions'])}, "
+        f"clip {summary['global_clip'][0]:.4g},{summary['global_clip'][1]:.4g}, "
+        f"threshold {summary['threshold']:g} (from {summary['threshold_from']}), "
+        f"{summary['seconds']:.1f}s"
+    )
+
+
 @command()
 def tune(
     run: Annotated[list[Path], typer.Option(help="Run folder (repeat to tune an ensemble).")],
