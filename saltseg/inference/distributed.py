@@ -88,6 +88,23 @@ class EnsemblePredictor(L.LightningModule):
         return len(batch["images"])
 
 
+def spawn_trainer(devices: int, root: str | Path, progress: bool = False) -> L.Trainer:
+    """A Trainer that runs ``predict`` in ``devices`` spawned CPU processes (no logs, no
+    checkpoints, no distributed sampler: each rank picks its own share of the work)."""
+    quiet_lightning()
+    return L.Trainer(
+        accelerator="cpu",
+        devices=devices,
+        strategy="ddp_spawn",
+        logger=False,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+        enable_progress_bar=progress,
+        use_distributed_sampler=False,
+        default_root_dir=str(root),
+    )
+
+
 def sharded_probs(
     source: TileSource,
     ensemble_args: dict[str, Any],
@@ -112,19 +129,7 @@ def sharded_probs(
     chunk_size = max(1, min(chunk_size, len(source) // devices))  # at least a chunk per rank
     with tempfile.TemporaryDirectory(prefix="saltseg-shards-") as shard_dir:
         module = EnsemblePredictor(source, shard_dir, ensemble_args, tta, batch_size, chunk_size)
-        quiet_lightning()
-        trainer = L.Trainer(
-            accelerator="cpu",
-            devices=devices,
-            strategy="ddp_spawn",
-            logger=False,
-            enable_checkpointing=False,
-            enable_model_summary=False,
-            enable_progress_bar=progress,
-            use_distributed_sampler=False,
-            default_root_dir=shard_dir,
-        )
-        trainer.predict(module, return_predictions=False)
+        spawn_trainer(devices, shard_dir, progress).predict(module, return_predictions=False)
         for start, images in source.chunks(chunk_size):
             with np.load(Path(shard_dir) / f"{start:09d}.npz") as shard:
                 probs = {name: shard[name] for name in shard.files}

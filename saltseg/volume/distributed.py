@@ -17,6 +17,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
+from saltseg.inference.distributed import spawn_trainer
 from saltseg.volume.io import Volume
 from saltseg.volume.model import RunSpec, default_threads, load_predictor
 from saltseg.volume.predict import (
@@ -97,15 +98,4 @@ def predict_sharded(
     """Fill the file-backed ``acc`` with ``devices`` CPU processes (see the module docstring)."""
     assert acc.path is not None, "processes share the accumulator through its file"
     module = VolumePredictor(volume, acc, spec, settings, directions, clip, progress)
-    trainer = L.Trainer(
-        accelerator="cpu",
-        devices=devices,
-        strategy="ddp_spawn",
-        logger=False,
-        enable_checkpointing=False,
-        enable_model_summary=False,
-        enable_progress_bar=False,
-        use_distributed_sampler=False,
-        default_root_dir=str(acc.path.parent),
-    )
-    trainer.predict(module, return_predictions=False)
+    spawn_trainer(devices, acc.path.parent).predict(module, return_predictions=False)
