@@ -24,10 +24,22 @@ def machine() -> str:
     )
 
 
+def _markers(name: str) -> tuple[str, str]:
+    return f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
+
+
+def read_section(name: str) -> str | None:
+    """The body of section ``name`` of RESULTS.md, or None when there is none."""
+    text = RESULTS.read_text() if RESULTS.exists() else ""
+    begin, end = _markers(name)
+    found = re.search(re.escape(begin) + "(.*?)" + re.escape(end), text, re.S)
+    return found.group(1).strip() if found else None
+
+
 def write_section(name: str, body: str) -> None:
     """Replace (or append) the section ``name`` of RESULTS.md with ``body``."""
     text = RESULTS.read_text() if RESULTS.exists() else HEADER
-    begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
+    begin, end = _markers(name)
     block = f"{begin}\n{body.strip()}\n{end}"
     pattern = re.compile(re.escape(begin) + ".*?" + re.escape(end), re.S)
     text = pattern.sub(lambda _: block, text) if pattern.search(text) else text + f"\n{block}\n"

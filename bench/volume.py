@@ -16,6 +16,8 @@
 
 The model is ``--run RUN`` if given, else one fold of ``configs/demo.yaml`` trained briefly on
 synthetic tiles. Run from the repository root: ``python bench/volume.py [--run runs/demo/run]``.
+``--only memory --run RUN`` runs the memory measurement alone (the run only gives the threshold)
+and rewrites only its paragraph of the section, keeping the other figures as they were.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -35,7 +38,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from _results import machine, write_section  # noqa: E402
+from _results import machine, read_section, write_section  # noqa: E402
 
 from saltseg.volume import RunSpec, VolumeSettings, predict_file, predict_sections  # noqa: E402
 from saltseg.volume.model import check_runs, load_predictor  # noqa: E402
@@ -202,6 +205,33 @@ def memory(run: Path, root: Path, gigabytes: float) -> dict[str, float]:
     return result
 
 
+def memory_paragraph(m: dict, measured: str = "") -> str:
+    """The memory figure of the section."""
+    return (
+        f"Memory{measured}: `predict_file` on a {m['gb']:.2f} GB float32 cube "
+        f"{'x'.join(map(str, m['shape']))} (inline + crossline, .npy outputs, pointwise "
+        f"stand-in model): peak RSS **{m['peak_rss_mib']:.0f} MiB** in {m['seconds']:.0f} s "
+        f"({np.prod(m['shape']) * 2 / 1e6 / m['seconds']:.1f} megapixels/s of sections without "
+        "a network)."
+    )
+
+
+def memory_only(run: str | None, gigabytes: float) -> None:
+    """Measure memory alone and replace only the memory paragraph of the section."""
+    if not run:
+        raise SystemExit("--only memory needs --run (it gives the threshold)")
+    with tempfile.TemporaryDirectory(prefix="saltseg-bench-volume-") as tmp:
+        m = memory(Path(run), Path(tmp), gigabytes)
+    paragraph = memory_paragraph(m, f" (measured alone with `--only memory`; {machine()})")
+    print(paragraph)
+    body = read_section("volume")
+    if body is None:
+        body = "## Sections and cubes (`bench/volume.py`)"
+    pattern = re.compile(r"\s*Memory[ :(].*?(?=\n\n|\Z)", re.S)
+    body = pattern.sub("", body).rstrip()
+    write_section("volume", f"{body}\n\n{paragraph}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", help="run folder (default: train one fold briefly)")
@@ -209,11 +239,15 @@ def main() -> None:
     parser.add_argument("--sections", type=int, default=6, help="synthetic sections for quality")
     parser.add_argument("--repeats", type=int, default=2, help="timed passes (median)")
     parser.add_argument("--cube-gb", type=float, default=2.0, help="size of the memory cube")
+    parser.add_argument("--only", choices=["memory"], help="run one measurement alone")
     parser.add_argument("--memory-child", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.memory_child:
         memory_child(args.memory_child, args.run, args.out)
+        return
+    if args.only == "memory":
+        memory_only(args.run, args.cube_gb)
         return
     torch.manual_seed(0)
     started = time.perf_counter()
@@ -257,12 +291,9 @@ def main() -> None:
         f"| saltseg `predict_sections` | {s['saltseg_mps']:.4f} | {s['saltseg_windows']} |",
         f"| MONAI `sliding_window_inference` | {s['MONAI_mps']:.4f} | {s['MONAI_windows']} |",
         "",
-        f"Max abs difference of the two probability maps: {s['max_diff']:.1e}. "
-        f"Memory: `predict_file` on a {m['gb']:.2f} GB float32 cube "
-        f"{'x'.join(map(str, m['shape']))} (inline + crossline, .npy outputs, pointwise "
-        f"stand-in model): peak RSS **{m['peak_rss_mib']:.0f} MiB** in {m['seconds']:.0f} s "
-        f"({np.prod(m['shape']) * 2 / 1e6 / m['seconds']:.1f} megapixels/s of sections without "
-        "a network).",
+        f"Max abs difference of the two probability maps: {s['max_diff']:.1e}.",
+        "",
+        memory_paragraph(m),
     ]
     body = "\n".join(lines)
     print(body)

@@ -522,7 +522,7 @@ def predict_volume(
     )
     shape = "x".join(map(str, summary["input"]["shape"]))
     typer.echo(
-        f"wrote {out}: {', '.join(summary['files'])} for a {summary['input']['dimensions']}D "
+        f"wrote {out}: {', '.join(summary['outputs'])} for a {summary['input']['dimensions']}D "
         f"input of {shape} ({summary['input']['holes']} holes), "
         f"{len(summary['members'])} model(s), "
         f"directions {','.join(summary['settings']['directions'])}, "

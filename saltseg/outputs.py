@@ -1,11 +1,13 @@
-"""Output folders of commands that write several files (``predict``, ``predict-volume``).
+"""Output folders of the commands that write several files (predict, mosaic, predict-volume).
 
 Such a folder is saltseg's when it holds the command's manifest (``predict.json``), which lists
-the files written. Before any work the folder is checked: a missing or empty folder is used, an
-earlier result is replaced only with ``overwrite``, and a folder holding anything else is
-refused. New files are written into a hidden staging folder beside them and moved into place
-only when the command has finished, after the earlier result's files (and only those) are
-removed; an interrupted command leaves the earlier result as it was.
+the files written (``outputs``). Before any work the folder is checked: a missing or empty folder
+is used, an earlier result is replaced only with ``overwrite``, and a folder holding anything else
+is refused; with ``names`` (the files the command will write), other files may stay in the folder
+as long as none of them takes one of those names. New files are written into a hidden staging
+folder inside the output folder (the same file system, so moving even large files is a rename)
+and moved into place only when the command has finished, after the earlier result's files (and
+only those) are removed; an interrupted command leaves the earlier result as it was.
 """
 
 from __future__ import annotations
@@ -21,6 +23,21 @@ from saltseg.errors import SaltsegError
 from saltseg.io import write_json
 
 _STAGING = re.compile(r"^\..+\.\d+\.staging$")
+_DISK_MARGIN = 16 * 2**20
+
+
+def check_disk(path: Path, needed: int) -> None:
+    """Refuse when the file system of ``path`` (or its nearest existing parent) has less than
+    ``needed`` bytes free (plus a small margin)."""
+    where = Path(path)
+    while not where.exists():
+        where = where.parent
+    free = shutil.disk_usage(where).free
+    if free < needed + _DISK_MARGIN:
+        raise SaltsegError(
+            f"not enough disk space in {path}: needs {needed / 2**30:.2f} GiB, "
+            f"{free / 2**30:.2f} GiB free"
+        )
 
 
 def check_folder_path(path: Path, what: str = "output folder") -> None:
@@ -39,31 +56,56 @@ class OutputFolder:
         path: The folder.
         manifest: The command's manifest file name, e.g. ``predict.json``.
         overwrite: Replace an earlier result of the same command.
+        names: The files the command will write. Given, the folder may also hold other files
+            (kept as they are) as long as none of them takes one of these names.
 
     Raises:
-        SaltsegError: the path is a file, holds files saltseg did not write, or holds an earlier
-            result and ``overwrite`` is off.
+        SaltsegError: the path is a file, holds files saltseg did not write (under one of
+            ``names``, when given), or holds an earlier result and ``overwrite`` is off.
     """
 
-    def __init__(self, path: str | Path, manifest: str, overwrite: bool = False) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        manifest: str,
+        overwrite: bool = False,
+        names: list[str] | None = None,
+    ) -> None:
         self.path, self.manifest = Path(path), manifest
         check_folder_path(self.path)
         self.previous: list[Path] = []
         self.staging: Path | None = None
+        self.created = False
         entries = [e for e in self._entries() if not _STAGING.match(e.name)]
         if not entries:
             return
         manifest_path = self.path / manifest
+        command = Path(manifest).stem
         if not manifest_path.is_file():
-            raise SaltsegError(
-                f"{self.path} is not empty and holds no {manifest}: choose a new or empty "
-                "folder (saltseg only replaces its own results)"
-            )
+            if names is None:
+                raise SaltsegError(
+                    f"{self.path} is not empty and holds no {manifest}: choose a new or empty "
+                    "folder (saltseg only replaces its own results)"
+                )
+            self._refuse_foreign([e.name for e in entries if e.name in names], command)
+            return
         if not overwrite:
             raise SaltsegError(
                 f"{self.path} holds an earlier result ({manifest}): pass --overwrite to replace it"
             )
         self.previous = [manifest_path, *self._listed(manifest_path)]
+        if names is not None:
+            listed = {e.name for e in self.previous}
+            self._refuse_foreign(
+                [e.name for e in entries if e.name in names and e.name not in listed], command
+            )
+
+    def _refuse_foreign(self, found: list[str], command: str) -> None:
+        if found:
+            raise SaltsegError(
+                f"{self.path / sorted(found)[0]} was not written by {command}; choose another "
+                "output folder"
+            )
 
     def _entries(self) -> list[Path]:
         return list(self.path.iterdir()) if self.path.is_dir() else []
@@ -84,6 +126,7 @@ class OutputFolder:
 
     def stage(self) -> Path:
         """Create and return the hidden staging folder (earlier staging leftovers are removed)."""
+        self.created = not self.path.exists()
         self.path.mkdir(parents=True, exist_ok=True)
         for entry in self._entries():
             if _STAGING.match(entry.name) and entry.is_dir():
@@ -113,6 +156,9 @@ class OutputFolder:
         write_json({**summary, "outputs": names}, self.path / self.manifest)
 
     def abort(self) -> None:
-        """Drop the staged files (the earlier result stays)."""
+        """Drop the staged files (the earlier result stays), and the folder if :meth:`stage`
+        created it and nothing else is in it."""
         if self.staging is not None and self.staging.exists():
             shutil.rmtree(self.staging)
+        if self.created and self.path.is_dir() and not any(self.path.iterdir()):
+            self.path.rmdir()

@@ -22,6 +22,7 @@ from saltseg.volume import (
     window_weights,
 )
 from saltseg.volume.scaling import apply_clip, resample
+from saltseg.volume.store import Accumulator
 from tests.test_inference import data, run  # noqa: F401  (the tiny trained run)
 
 SEGY = Path(__file__).resolve().parents[1].parent / "shared" / "segy-sample"
@@ -147,6 +148,43 @@ def test_bad_amplitudes_and_settings_are_refused():
         )
 
 
+# --- explicit file I/O of slabs -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("shape", [(5, 7, 9), (4, 6, 1100)])  # short runs and long ones
+def test_file_accumulator_matches_one_in_memory_along_each_axis(shape, tmp_path):
+    rng = np.random.default_rng(10)
+    on_file = Accumulator(shape, tmp_path / "sums.f32").create()
+    in_memory = Accumulator(shape)
+    for axis in (0, 1, 2, 1, 0):
+        n = shape[axis]
+        for start, stop in [(0, 1), (1, max(2, n // 2)), (max(2, n // 2), n)]:
+            other = [s for i, s in enumerate(shape) if i != axis]
+            values = rng.normal(size=(stop - start, *other)).astype(np.float32)
+            for acc in (on_file, in_memory):
+                acc.add(axis, start, stop, values)
+    expected = in_memory.array
+    assert np.array_equal(np.fromfile(on_file.path, np.float32).reshape(shape), expected)
+    assert np.array_equal(on_file.read(1, 3), expected[1:3])
+    cells = np.array([0, 1, 2, 7, 5, 6, shape[0] * shape[1] - 1])
+    assert np.array_equal(on_file.read_cells(cells), expected.reshape(-1, shape[2])[cells])
+    assert on_file.read_cells(np.array([], int)).shape == (0, shape[2])
+
+
+@pytest.mark.parametrize("order", ["C", "F"])
+@pytest.mark.parametrize("dtype", ["<f4", ">f4", "<i2"])
+def test_npy_slabs_are_read_without_a_memory_map(order, dtype, tmp_path):
+    cube = np.random.default_rng(11).normal(0, 100, (4, 5, 6)).astype(dtype)
+    np.save(tmp_path / "cube.npy", np.asarray(cube, order=order))
+    volume = open_volume(tmp_path / "cube.npy")
+    for axis in range(3):
+        for start, stop in [(0, 1), (1, 3)]:
+            index = [slice(None)] * 3
+            index[axis] = slice(start, stop)
+            expected = np.moveaxis(cube[tuple(index)].astype(np.float32), axis, 0)
+            assert np.array_equal(volume.read(axis, start, stop), expected)
+
+
 # --- the trained run through the ensemble --------------------------------------------------
 
 
@@ -198,10 +236,10 @@ def test_segy_samples_read_predict_and_write(name, segy_sample, run, tmp_path): 
 
 
 def test_output_folder_rules(run, tmp_path):  # noqa: F811
-    source = tmp_path / "cube.npy"
-    np.save(source, np.random.default_rng(6).normal(size=(3, 4, 30)).astype(np.float32))
     out = tmp_path / "out"
     out.mkdir()
+    source = out / "cube.npy"  # the input may sit in the output folder
+    np.save(source, np.random.default_rng(6).normal(size=(3, 4, 30)).astype(np.float32))
     (out / "notes.txt").write_text("mine")
     settings = VolumeSettings(directions=("inline",))
     spec = RunSpec([str(run)], tta=("none",))
@@ -213,17 +251,39 @@ def test_output_folder_rules(run, tmp_path):  # noqa: F811
     assert (out / "probabilities.npy").read_bytes() == before
     assert (out / "notes.txt").read_text() == "mine"
     assert sorted(p.name for p in out.iterdir()) == [
+        "cube.npy",
         "mask.npy",
         "notes.txt",
         "predict-volume.json",
         "probabilities.npy",
     ]
+    manifest = json.loads((out / "predict-volume.json").read_text())
+    assert manifest["outputs"] == ["mask.npy", "probabilities.npy"]
     other = tmp_path / "other"
     other.mkdir()
     (other / "mask.npy").write_bytes(b"the user's own file")
     with pytest.raises(SaltsegError, match="not written by predict-volume"):
         predict_file(source, spec, other, settings, overwrite=True, progress=False)
     assert (other / "mask.npy").read_bytes() == b"the user's own file"
+    earlier = out / "probabilities.npy"  # an earlier output as input: never replaced
+    with pytest.raises(SaltsegError, match="would be replaced"):
+        predict_file(earlier, spec, out, settings, overwrite=True, progress=False)
+    assert (out / "probabilities.npy").read_bytes() == before
+
+
+def test_stale_outputs_of_an_earlier_call_are_removed(run, tmp_path):  # noqa: F811
+    source = tmp_path / "line.npy"
+    np.save(source, np.random.default_rng(9).normal(size=(40, 60)).astype(np.float32))
+    out = tmp_path / "out"
+    spec = RunSpec([str(run)], tta=("none",))
+    predict_file(source, spec, out, formats="npy,png", progress=False)
+    assert (out / "section.png").is_file()
+    predict_file(source, spec, out, formats="npy", overwrite=True, progress=False)
+    assert sorted(p.name for p in out.iterdir()) == [
+        "mask.npy",
+        "predict-volume.json",
+        "probabilities.npy",
+    ]
 
 
 def test_bad_inputs_are_one_line_errors(run, tmp_path, segy_sample):  # noqa: F811

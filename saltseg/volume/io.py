@@ -4,8 +4,9 @@ Every input becomes a :class:`Volume` of shape ``(lines, traces, samples)``: a 3
 ``(inlines, crosslines, samples)``, a 2D line or image ``(1, traces, samples)``. ``live`` marks the
 grid cells that hold a trace; the others are holes (missing or dead traces of an irregular
 SEG-Y file). Slabs of lines are read on demand, so a cube larger than memory is never loaded:
-SEG-Y traces through segyio, ``.npy`` files through a memory map opened for each read (so its
-pages leave the process again), images (always small enough) from memory.
+SEG-Y traces through segyio, ``.npy`` cubes with explicit file reads of just the slab (never a
+memory map, whose pages would count in the process), 2D ``.npy`` files and images (always small
+enough) from memory.
 
 Array conventions: a 2D ``.npy`` or image is a picture, rows = depth or time, columns = traces;
 a 3D ``.npy`` is ``(inline, crossline, sample)`` as ``segyio.tools.cube`` returns it.
@@ -20,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from saltseg.errors import SaltsegError
+from saltseg.volume.blocks import read_block
 from saltseg.volume.segy import SegyLayout, read_segy_layout, read_segy_traces
 
 SEGY_SUFFIXES = (".sgy", ".segy")
@@ -77,17 +79,18 @@ class Volume:
         if self.segy is not None:
             assert self.path is not None
             return read_segy_traces(self.path, self.segy, self.shape, axis, start, stop)
-        index: list[slice] = [slice(None)] * 3
-        index[axis] = slice(start, stop)
         if self.array is not None:
+            index: list[slice] = [slice(None)] * 3
+            index[axis] = slice(start, stop)
             slab = np.array(self.array[tuple(index)], dtype=np.float32)
         else:
             assert self.npy is not None and self.path is not None
             offset, dtype, shape, fortran = self.npy
-            order = "F" if fortran else "C"
-            mapped = np.memmap(self.path, dtype, "r", offset, shape, order)
-            slab = np.array(mapped[tuple(index)], dtype=np.float32)
-            del mapped
+            with open(self.path, "rb") as handle:
+                block = read_block(
+                    handle.fileno(), offset, shape, dtype, axis, start, stop, fortran
+                )
+            slab = block.astype(np.float32)
         return np.moveaxis(slab, axis, 0)
 
 
@@ -129,7 +132,7 @@ def _open_npy(path: Path) -> Volume:
     if path.stat().st_size < expected:
         raise SaltsegError(f"{path}: truncated ({path.stat().st_size} bytes, expected {expected})")
     if len(shape) != 3:
-        return _from_array(np.load(path, mmap_mode="r", allow_pickle=False), "npy", path)
+        return _from_array(np.load(path, allow_pickle=False), "npy", path)
     _check_array(shape, dtype)
     live = np.ones(shape[:2], dtype=bool)
     return Volume(tuple(shape), live, "npy", path, npy=(offset, dtype.str, tuple(shape), fortran))

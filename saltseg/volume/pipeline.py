@@ -2,13 +2,15 @@
 
 Everything that can be checked is checked before the first write: the settings, the runs, the
 input (readable, finite, not constant), the output folder (earlier outputs only with
-``overwrite``) and the free disk space. The sums of the directions are then accumulated in a
-memory-mapped scratch file in the output folder, and every output is written under a temporary
-name and renamed at the end (see :class:`~saltseg.volume.writers.OutputFolder`).
+``overwrite``; other files may stay unless they take an output's name) and the free disk space.
+The sums of the directions are then accumulated in a scratch file in the hidden staging folder
+inside the output folder, the outputs are written there, and moved into place at the end (see
+:class:`saltseg.outputs.OutputFolder`).
 """
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from saltseg.errors import SaltsegError
+from saltseg.outputs import OutputFolder, check_disk
 from saltseg.volume.io import Volume, open_volume
 from saltseg.volume.model import RunSpec, as_run_spec, check_runs, load_predictor
 from saltseg.volume.predict import VolumeSettings, finish, run_local
@@ -24,15 +27,7 @@ from saltseg.volume.scaling import apply_clip, measure_clip
 from saltseg.volume.segy import write_segy
 from saltseg.volume.store import Accumulator, slabs
 from saltseg.volume.windows import WindowPredictor
-from saltseg.volume.writers import (
-    OUTPUTS,
-    SUMMARY,
-    OutputFolder,
-    resolve_formats,
-    write_npy,
-    write_pngs,
-    write_summary,
-)
+from saltseg.volume.writers import FORMATS, OUTPUTS, SUMMARY, resolve_formats, write_npy, write_pngs
 
 
 def _needed_bytes(volume: Volume, formats: Sequence[str]) -> int:
@@ -49,8 +44,15 @@ def _needed_bytes(volume: Volume, formats: Sequence[str]) -> int:
     return needed
 
 
+def _check_source(source: Path | None, out: Path) -> None:
+    """Refuse an input in ``out`` under the name of an output (it would be replaced)."""
+    ours = {name for f in FORMATS for name in OUTPUTS[f]} | {SUMMARY}
+    if source is not None and source.name in ours and source.resolve().parent == out.resolve():
+        raise SaltsegError(f"the input {source} would be replaced by an output")
+
+
 def _write_outputs(
-    folder: OutputFolder,
+    staging: Path,
     volume: Volume,
     acc: Accumulator,
     n_directions: int,
@@ -65,7 +67,7 @@ def _write_outputs(
         return finish(acc.read(start, stop), n_directions, volume.live[start:stop])
 
     if "npy" in formats:
-        paths = [folder.temp(name) for name in OUTPUTS["npy"]]
+        paths = [staging / name for name in OUTPUTS["npy"]]
         if volume.is_2d:
             image = probs_of(0, 1)[0].T
             write_npy(*paths, image.shape, [(0, n_samples)], lambda a, b: image[a:b], threshold)
@@ -74,7 +76,7 @@ def _write_outputs(
             write_npy(*paths, volume.shape, parts, probs_of, threshold)
     if "segy" in formats:
         assert volume.segy is not None and volume.path is not None
-        prob_path, mask_path = (folder.temp(name) for name in OUTPUTS["segy"])
+        prob_path, mask_path = (staging / name for name in OUTPUTS["segy"])
 
         def traces(cells: np.ndarray) -> np.ndarray:
             return acc.read_cells(cells) / np.float32(n_directions)
@@ -88,7 +90,7 @@ def _write_outputs(
         )
     if "png" in formats:
         image = apply_clip(volume.read(0, 0, 1)[0].T, *clip)
-        write_pngs(*(folder.temp(n) for n in OUTPUTS["png"]), image, probs_of(0, 1)[0].T, threshold)
+        write_pngs(*(staging / n for n in OUTPUTS["png"]), image, probs_of(0, 1)[0].T, threshold)
 
 
 def predict_file(
@@ -139,11 +141,15 @@ def predict_file(
     directions = settings.resolve_directions(volume)
     formats_ = resolve_formats(formats, volume.segy is not None, volume.is_2d)
     names = [name for f in formats_ for name in OUTPUTS[f]]
-    folder = OutputFolder(Path(out), names, overwrite, volume.path)
-    folder.check_disk(_needed_bytes(volume, formats_))
+    _check_source(volume.path, Path(out))
+    folder = OutputFolder(out, SUMMARY, overwrite, names=names)
+    check_disk(Path(out), _needed_bytes(volume, formats_))
     clip = measure_clip(volume, settings.scaling, settings.slab_mb)
+    staging = folder.stage()
     try:
-        acc = Accumulator(volume.shape, folder.temp("sums")).create()
+        scratch = staging / ".scratch"  # the sums (and any files of the processes)
+        scratch.mkdir()
+        acc = Accumulator(volume.shape, scratch / "sums.f32").create()
         if devices > 1:
             from saltseg.volume.distributed import predict_sharded
 
@@ -152,8 +158,9 @@ def predict_file(
             predict = model or load_predictor(spec)
             run_local(volume, acc, predict, settings, directions, clip, progress)
         _write_outputs(
-            folder, volume, acc, len(directions), formats_, threshold, clip, settings.slab_mb
+            staging, volume, acc, len(directions), formats_, threshold, clip, settings.slab_mb
         )
+        shutil.rmtree(scratch)
         summary: dict[str, Any] = {
             "input": volume.describe(),
             "runs": spec.runs,
@@ -166,11 +173,10 @@ def predict_file(
             "global_clip": list(clip),
             "settings": settings.describe(directions),
             "devices": devices,
-            "files": {name: name for name in [*names, SUMMARY]},
             "seconds": round(time.perf_counter() - started, 2),
         }
-        write_summary(folder.temp(SUMMARY), summary)
-        folder.commit()
-    finally:
-        folder.cleanup()
-    return summary
+        folder.publish(summary)
+    except BaseException:
+        folder.abort()
+        raise
+    return {**summary, "outputs": sorted(names)}

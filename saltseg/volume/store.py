@@ -1,16 +1,20 @@
 """The probability accumulator: a float32 grid in memory or in a file, added to a slab at a time.
 
-A file-backed accumulator is memory-mapped anew for each slab and unmapped after it, so the
-pages of a cube larger than memory never pile up in the process. Slabs of different lines are
-disjoint, so several processes may add to one file at once as long as they take different lines
-of the same direction (directions are separated by a barrier).
+A file-backed accumulator is read and written with explicit file I/O, a slab at a time (see
+:mod:`saltseg.volume.blocks`), never memory-mapped, so the pages of a cube larger than memory never
+count in the process. Slabs of different lines are disjoint and only their bytes are written, so
+several processes may add to one file at once as long as they take different lines of the same
+direction (directions are separated by a barrier).
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
+
+from saltseg.volume.blocks import read_block, write_block
 
 
 class Accumulator:
@@ -38,32 +42,52 @@ class Accumulator:
                 handle.truncate(self.nbytes)
         return self
 
-    def _map(self, mode: str) -> np.ndarray:
-        if self.array is not None:
-            return self.array
-        return np.memmap(self.path, np.float32, mode, 0, self.shape)
+    def _open(self, flags: int) -> int:
+        assert self.path is not None
+        return os.open(self.path, flags)
 
     def add(self, axis: int, start: int, stop: int, values: np.ndarray) -> None:
         """Add ``values`` (in the layout of :meth:`Volume.read`) to lines ``start:stop``."""
-        grid = self._map("r+")
-        view = np.moveaxis(grid, axis, 0)[start:stop]
-        view += values
-        if self.array is None:
-            grid.flush()
-        del grid, view
+        if self.array is not None:
+            np.moveaxis(self.array, axis, 0)[start:stop] += values
+            return
+        fd = self._open(os.O_RDWR)
+        try:
+            block = read_block(fd, 0, self.shape, np.float32, axis, start, stop)
+            np.moveaxis(block, axis, 0)[...] += values
+            write_block(fd, 0, self.shape, axis, start, block)
+        finally:
+            os.close(fd)
 
     def read(self, start: int, stop: int) -> np.ndarray:
         """A copy of lines ``start:stop`` (inline axis) ``(k, traces, samples)``."""
-        grid = self._map("r")
-        slab = np.array(grid[start:stop])
-        del grid
-        return slab
+        if self.array is not None:
+            return self.array[start:stop].copy()
+        fd = self._open(os.O_RDONLY)
+        try:
+            return read_block(fd, 0, self.shape, np.float32, 0, start, stop)
+        finally:
+            os.close(fd)
 
     def read_cells(self, cells: np.ndarray) -> np.ndarray:
         """A copy of the traces at flat grid ``cells`` ``(n, samples)``."""
-        grid = self._map("r")
-        traces = np.array(grid.reshape(-1, self.shape[-1])[cells])
-        del grid
+        cells = np.asarray(cells, dtype=np.int64)
+        if self.array is not None:
+            return self.array.reshape(-1, self.shape[-1])[cells]
+        n_cells, n_samples = int(np.prod(self.shape[:2])), self.shape[-1]
+        traces = np.empty((len(cells), n_samples), np.float32)
+        if len(cells) == 0:
+            return traces
+        breaks = np.flatnonzero(np.diff(cells) != 1) + 1
+        fd = self._open(os.O_RDONLY)
+        try:  # each run of consecutive cells is one contiguous read
+            for a, b in zip([0, *breaks], [*breaks, len(cells)], strict=True):
+                first = int(cells[a])
+                traces[a:b] = read_block(
+                    fd, 0, (n_cells, n_samples), np.float32, 0, first, first + b - a
+                )
+        finally:
+            os.close(fd)
         return traces
 
 
