@@ -32,7 +32,7 @@ _EXPORTS = {
     "rle_decode": "saltseg.rle",
     "load_config": "saltseg.config",
     "train_kfold": "saltseg.training.kfold",
-    "load_model": "saltseg.runs",
+    "load_model": "saltseg.checkpoints",
     "Run": "saltseg.runs",
     "predict_probs": "saltseg.tta",
     "predict_folder": "saltseg.inference.pipeline",

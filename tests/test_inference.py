@@ -9,6 +9,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from saltseg.checkpoints import load_model
 from saltseg.cli import app
 from saltseg.data.tgs import load_dataset
 from saltseg.errors import SaltsegError
@@ -17,7 +18,7 @@ from saltseg.inference.onnx import export_run, load_onnx
 from saltseg.inference.pipeline import predict_folder, tune_runs
 from saltseg.metrics import competition_metric
 from saltseg.rle import rle_decode
-from saltseg.runs import Run, load_model
+from saltseg.runs import Run
 from saltseg.tta import predict_with, prepare_inputs, torch_runner
 
 

@@ -18,7 +18,7 @@ LAYERS = [
     ["saltseg.postprocess", "saltseg.outputs", "saltseg.models", "saltseg.losses"],
     ["saltseg.config"],
     ["saltseg.data"],
-    ["saltseg.tta", "saltseg.evaluate"],
+    ["saltseg.tta", "saltseg.evaluate", "saltseg.checkpoints"],
     ["saltseg.runs"],
     ["saltseg.training", "saltseg.inference", "saltseg.mosaic"],
     ["saltseg.report", "saltseg.volume", "saltseg.pretrain", "saltseg.selftrain"],

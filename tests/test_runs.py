@@ -12,11 +12,12 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from saltseg.checkpoints import load_model, read_checkpoint
 from saltseg.cli import app
 from saltseg.config import Config
 from saltseg.errors import SaltsegError
 from saltseg.inference.pipeline import predict_folder
-from saltseg.runs import Run, load_model, read_checkpoint, read_oof
+from saltseg.runs import Run, read_oof
 from saltseg.training.kfold import train_kfold
 from tests.helpers import CONFIGS, TINY, checksums, make_layout, tiny_config
 

@@ -7,10 +7,11 @@ import pandas as pd
 import pytest
 import torch
 
+from saltseg.checkpoints import load_model, read_checkpoint
 from saltseg.config import load_config
 from saltseg.errors import SaltsegError
 from saltseg.inference.pipeline import tune_runs
-from saltseg.runs import Run, load_model, read_checkpoint
+from saltseg.runs import Run
 from saltseg.training.kfold import train_kfold
 from saltseg.training.module import SaltModule, build_criterion, onecycle_pct
 from tests import helpers

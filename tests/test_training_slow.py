@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from saltseg.runs import read_checkpoint
+from saltseg.checkpoints import read_checkpoint
 from tests.helpers import make_layout, oof_score
 
 pytestmark = pytest.mark.slow

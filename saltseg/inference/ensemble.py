@@ -17,10 +17,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from saltseg.checkpoints import load_model
 from saltseg.config import Config
 from saltseg.errors import SaltsegError
 from saltseg.inference.onnx import load_onnx
-from saltseg.runs import Run, load_model
+from saltseg.runs import Run
 from saltseg.tta import DEFAULT_TTA, Runner, predict_with, prepare_inputs, torch_runner
 
 

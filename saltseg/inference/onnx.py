@@ -20,10 +20,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from saltseg.checkpoints import load_model
 from saltseg.config import Config, config_from_dict
 from saltseg.errors import SaltsegError
 from saltseg.io import atomic_path
-from saltseg.runs import Run, load_model
+from saltseg.runs import Run
 from saltseg.tta import Runner
 
 OPSET = 17

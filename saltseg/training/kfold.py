@@ -17,6 +17,7 @@ import lightning as L
 import numpy as np
 import pandas as pd
 
+from saltseg.checkpoints import read_checkpoint
 from saltseg.config import Config
 from saltseg.data.folds import make_folds, read_folds
 from saltseg.data.tgs import TileSet, load_dataset
@@ -25,7 +26,7 @@ from saltseg.metrics import competition_metric
 from saltseg.models import create_model
 from saltseg.postprocess import PostProcess
 from saltseg.quiet import quiet_lightning
-from saltseg.runs import Run, oof_rows, read_checkpoint, tune_oof
+from saltseg.runs import Run, oof_rows, tune_oof
 from saltseg.training.fold import train_fold
 from saltseg.training.module import build_criterion
 
