@@ -68,7 +68,7 @@ def test_sigkill_mid_epoch_then_resume(tmp_path):
     assert not (out / "fold_0" / "score.json").exists()
 
     result = subprocess.run(
-        _saltseg("train", "--config", str(DEMO), "--out", str(out), "--resume", "--no-progress"),
+        _saltseg("train", "--out", str(out), "--resume", "--folds", "0", "--no-progress"),
         capture_output=True,
         text=True,
         timeout=600,
