@@ -302,3 +302,18 @@ def test_demo_refuses_a_folder_that_is_not_a_demo(tmp_path):
     result = CliRunner().invoke(app, ["demo", "--out", str(tmp_path), "--no-progress"])
     assert result.exit_code == 2 and "holds no earlier demo" in result.output
     assert checksums(tmp_path) == before
+
+
+def test_export_replaces_only_saltseg_exports(tiny_run, tmp_path):
+    from saltseg.inference.onnx import export_run
+
+    out = tmp_path / "onnx"
+    out.mkdir()
+    (out / "fold_0.onnx").write_bytes(b"someone else's model")
+    with pytest.raises(SaltsegError, match="not a saltseg export"):
+        export_run(tiny_run, out)
+    assert (out / "fold_0.onnx").read_bytes() == b"someone else's model"
+    assert not (out / "fold_1.onnx").exists()  # nothing written before the check
+    (out / "fold_0.onnx").unlink()
+    first = export_run(tiny_run, out)
+    assert export_run(tiny_run, out) == first  # its own exports are replaced

@@ -93,6 +93,10 @@ def export_run(run: str | Path, out: str | Path | None = None) -> list[Path]:
     models = owner.fold_models()
     if not models:
         raise SaltsegError(f"{run}: no fold checkpoints (fold_K/best.ckpt)")
+    for fold_model in models:  # replace only earlier saltseg exports, checked before writing
+        path = owner.onnx_path(fold_model.fold, out)
+        if path.exists() and not _is_saltseg_export(path):
+            raise SaltsegError(f"{path} exists and is not a saltseg export: choose another --out")
     paths = []
     for fold_model in models:
         model, config, _ = load_model(fold_model.checkpoint)
@@ -104,6 +108,16 @@ def export_run(run: str | Path, out: str | Path | None = None) -> list[Path]:
         path = owner.onnx_path(fold_model.fold, out)
         paths.append(export_onnx(model, config, path, metadata))
     return paths
+
+
+def _is_saltseg_export(path: Path) -> bool:
+    import onnx
+
+    try:
+        proto = onnx.load(str(path), load_external_data=False)
+    except Exception:  # noqa: BLE001 - anything unreadable is not ours
+        return False
+    return any(entry.key == "saltseg_config" for entry in proto.metadata_props)
 
 
 def file_sha1(path: str | Path) -> str:
