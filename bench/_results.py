@@ -5,6 +5,9 @@ from __future__ import annotations
 import os
 import platform
 import re
+import statistics
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -22,6 +25,17 @@ def machine() -> str:
         f"Python {platform.python_version()}, torch {torch.__version__}, "
         f"{datetime.now(UTC):%Y-%m-%d}"
     )
+
+
+def median_seconds(contenders: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
+    """Median wall time of each contender over ``repeats`` passes, taken in turns."""
+    times: dict[str, list[float]] = {name: [] for name in contenders}
+    for _ in range(repeats):
+        for name, fn in contenders.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in times.items()}
 
 
 def _markers(name: str) -> tuple[str, str]:

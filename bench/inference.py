@@ -15,10 +15,8 @@ from __future__ import annotations
 import argparse
 import functools
 import os
-import statistics
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -27,17 +25,17 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from _results import machine, write_section  # noqa: E402
+from _results import machine, median_seconds, write_section  # noqa: E402
 
 from saltseg.config import load_config  # noqa: E402
 from saltseg.data.tiles_io import write_image_png  # noqa: E402
 from saltseg.inference.onnx import export_onnx, onnx_session, session_runner  # noqa: E402
 from saltseg.inference.source import open_tiles  # noqa: E402
 from saltseg.models import create_model  # noqa: E402
-from saltseg.tta import predict_with, prepare_inputs, torch_runner  # noqa: E402
+from saltseg.tta import DEFAULT_TTA, predict_with, prepare_inputs, torch_runner  # noqa: E402
 
 TEST_TILES = 18000
-TTA = ("none", "hflip")
+TTA = DEFAULT_TTA
 
 
 def rates(contenders: dict[str, Callable[[], object]], n: int, repeats: int) -> dict[str, float]:
@@ -48,13 +46,7 @@ def rates(contenders: dict[str, Callable[[], object]], n: int, repeats: int) -> 
     """
     for fn in contenders.values():
         fn()
-    times: dict[str, list[float]] = {name: [] for name in contenders}
-    for _ in range(repeats):
-        for name, fn in contenders.items():
-            start = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - start)
-    return {name: n / statistics.median(values) for name, values in times.items()}
+    return {name: n / seconds for name, seconds in median_seconds(contenders, repeats).items()}
 
 
 def smp_runner(model: torch.nn.Module) -> Callable[[torch.Tensor], dict[str, torch.Tensor]]:

@@ -26,7 +26,6 @@ import argparse
 import json
 import os
 import re
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -38,7 +37,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from _results import machine, read_section, write_section  # noqa: E402
+from _results import machine, median_seconds, read_section, write_section  # noqa: E402
 
 from saltseg.volume import RunSpec, VolumeSettings, predict_file, predict_sections  # noqa: E402
 from saltseg.volume.model import check_runs, load_predictor  # noqa: E402
@@ -143,14 +142,9 @@ def speed(predict, shape: tuple[int, int], repeats: int) -> dict[str, float]:
     contenders = {"saltseg": ours, "MONAI": theirs}
     diff = float(np.abs(ours() - theirs()).max())
     windows = dict(counts)  # one pass each so far
-    times: dict[str, list[float]] = {name: [] for name in contenders}
-    for _ in range(repeats):
-        for name, fn in contenders.items():
-            start = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - start)
+    seconds = median_seconds(contenders, repeats)
     mpix = shape[0] * shape[1] / 1e6
-    result = {f"{k}_mps": mpix / statistics.median(v) for k, v in times.items()}
+    result = {f"{k}_mps": mpix / v for k, v in seconds.items()}
     result.update({f"{k}_windows": v for k, v in windows.items()}, max_diff=diff)
     return result
 
