@@ -235,6 +235,45 @@ def test_segy_samples_read_predict_and_write(name, segy_sample, run, tmp_path): 
             assert np.array_equal(m.ilines, a.ilines) and np.array_equal(m.xlines, a.xlines)
 
 
+def _little_endian_copy(source: Path, dst: Path) -> None:
+    """``source`` rewritten in little-endian byte order, headers and traces unchanged."""
+    with segyio.open(source, ignore_geometry=True) as f:
+        spec = segyio.spec()
+        spec.format, spec.samples, spec.tracecount = int(f.format), f.samples, f.tracecount
+        spec.ext_headers, spec.endian = f.ext_headers, "little"
+        with segyio.create(str(dst), spec) as out:
+            out.text[0] = f.text[0]
+            out.bin = f.bin
+            for i in range(f.tracecount):
+                out.header[i] = f.header[i]
+                out.trace[i] = f.trace[i]
+
+
+def test_little_endian_segy_reads_and_writes_like_big_endian(segy_sample, run, tmp_path):  # noqa: F811
+    source = segy_sample / "f3-withdead.sgy"
+    little = tmp_path / "little.sgy"
+    _little_endian_copy(source, little)
+    raw = little.read_bytes()[3224:3226]
+    assert int.from_bytes(raw, "little") in {1, 5} and int.from_bytes(raw, "big") >= 256
+    spec = RunSpec([str(run)], tta=("none",))
+    settings = VolumeSettings(overlap=0.0, directions=("inline",))
+    predict_file(source, spec, tmp_path / "big-out", settings, progress=False)
+    summary = predict_file(little, spec, tmp_path / "little-out", settings, progress=False)
+    assert summary["input"]["endian"] == "little"
+    np.testing.assert_array_equal(
+        np.load(tmp_path / "little-out" / "probabilities.npy"),
+        np.load(tmp_path / "big-out" / "probabilities.npy"),
+    )
+    written = tmp_path / "little-out" / "probabilities.sgy"
+    assert int.from_bytes(written.read_bytes()[3224:3226], "little") == 5
+    with (
+        segyio.open(little, ignore_geometry=True, endian="little") as a,
+        segyio.open(written, ignore_geometry=True, endian="little") as b,
+    ):
+        assert a.tracecount == b.tracecount
+        assert all(dict(a.header[i]) == dict(b.header[i]) for i in range(a.tracecount))
+
+
 def test_output_folder_rules(run, tmp_path):  # noqa: F811
     out = tmp_path / "out"
     out.mkdir()

@@ -4,8 +4,9 @@ Files are always opened with ``ignore_geometry=True`` and every trace is placed 
 crossline header numbers, so regular cubes, cubes with missing or dead traces (where segyio's own
 geometry inference fails) and 2D lines take the same path. A 2D line is a file whose numbers are
 all equal on one axis: along its crossline numbers when those are unique, else (zero or repeated
-numbers) in file order. Outputs copy the input's textual, binary and trace headers and hold the
-same traces in the same order, as 4-byte IEEE floats.
+numbers) in file order. Big- and little-endian files are told apart by the binary header's sample
+format code. Outputs copy the input's textual, binary and trace headers and hold the same traces
+in the same order, as 4-byte IEEE floats in the input's byte order.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import segyio
 from saltseg.errors import SaltsegError
 
 _CHUNK = 4096  # traces per read
+_FORMATS = {1, 2, 3, 5, 6, 8, 10, 11, 12, 15, 16}  # data sample format codes of SEG-Y rev 2
 _MIN_FILL = 0.25  # below this share of grid cells with a trace, the header bytes are wrong
 
 
@@ -37,6 +39,7 @@ class SegyLayout:
         geometry: ``"3d"``, ``"2d"`` (one line, by its numbers) or ``"2d, file order"``.
         inlines: Inline number of each grid line (None in file order).
         xlines: Crossline number of each grid column (None in file order).
+        endian: Byte order of the file, ``"big"`` or ``"little"``.
     """
 
     shape: tuple[int, int, int]
@@ -47,6 +50,7 @@ class SegyLayout:
     geometry: str
     inlines: np.ndarray | None
     xlines: np.ndarray | None
+    endian: str = "big"
 
     def describe(self) -> dict[str, Any]:
         """JSON-ready facts: header bytes, geometry, line numbers."""
@@ -58,13 +62,24 @@ class SegyLayout:
             "iline_byte": self.iline_byte,
             "xline_byte": self.xline_byte,
             "geometry": self.geometry,
+            "endian": self.endian,
             **numbers,
         }
 
 
+def segy_endian(path: Path) -> str:
+    """``"big"`` (the standard) or ``"little"``: the byte order in which the binary header's
+    sample format code (bytes 3225-3226) is a valid code."""
+    with open(path, "rb") as fh:
+        fh.seek(3224)
+        raw = fh.read(2)
+    big, little = int.from_bytes(raw, "big"), int.from_bytes(raw, "little")
+    return "little" if len(raw) == 2 and big not in _FORMATS and little in _FORMATS else "big"
+
+
 def _open(path: Path) -> segyio.SegyFile:
     try:
-        return segyio.open(str(path), "r", ignore_geometry=True)
+        return segyio.open(str(path), "r", ignore_geometry=True, endian=segy_endian(path))
     except (RuntimeError, OSError, ValueError, IndexError) as err:
         message = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise SaltsegError(f"{path}: not a readable SEG-Y file (truncated?): {message}") from None
@@ -117,6 +132,7 @@ def read_segy_layout(path: Path, iline_byte: int = 189, xline_byte: int = 193) -
             "2d, file order",
             None,
             None,
+            segy_endian(path),
         )
     inlines, xlines = _axis_numbers(il), _axis_numbers(xl)
     rows, cols = np.searchsorted(inlines, il), np.searchsorted(xlines, xl)
@@ -133,7 +149,15 @@ def read_segy_layout(path: Path, iline_byte: int = 189, xline_byte: int = 193) -
     live[cells] = True
     shape = (len(inlines), len(xlines), n_samples)
     return SegyLayout(
-        shape, live.reshape(shape[:2]), cells, iline_byte, xline_byte, geometry, inlines, xlines
+        shape,
+        live.reshape(shape[:2]),
+        cells,
+        iline_byte,
+        xline_byte,
+        geometry,
+        inlines,
+        xlines,
+        segy_endian(path),
     )
 
 
@@ -190,7 +214,7 @@ def write_segy(
     with _open(src) as f:
         spec = segyio.spec()
         spec.format, spec.samples, spec.tracecount = 5, f.samples, f.tracecount
-        spec.ext_headers, spec.endian = f.ext_headers, "big"
+        spec.ext_headers, spec.endian = f.ext_headers, segy_endian(src)
         with segyio.create(str(dst), spec) as out:
             for i in range(1 + f.ext_headers):
                 out.text[i] = f.text[i]
