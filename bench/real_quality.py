@@ -263,8 +263,8 @@ def render(results: list[Result], args: argparse.Namespace, n_tiles: int, n_oof:
         name = r.name
         if r.notes:
             name += f" (batch {r.notes['batch']}, {r.notes['num_workers']} loader workers)"
-        per_epoch = float(np.mean(r.epoch_seconds))
-        ratio = per_epoch / float(np.mean(peer.epoch_seconds))
+        per_epoch = float(np.median(r.epoch_seconds))  # a busy spell of the machine moves it less
+        ratio = per_epoch / float(np.median(peer.epoch_seconds))
         rows.append(
             f"| {name} | {r.score:.4f} | {r.tuned:.4f} ({r.settings}) | {per_epoch:.1f} | "
             f"{ratio:.2f}x | {r.total_seconds:.0f} | {r.score - peer.score:+.4f} / "
@@ -278,7 +278,7 @@ def render(results: list[Result], args: argparse.Namespace, n_tiles: int, n_oof:
         else "its best epoch by validation score (chosen on the same tiles it is scored on)"
     )
     header = (
-        "| contender | OOF mAP @0.5 | OOF mAP tuned (settings) | s/epoch (train + val) | "
+        "| contender | OOF mAP @0.5 | OOF mAP tuned (settings) | median s/epoch (train + val) | "
         "vs peer | total s | vs peer (@0.5 / tuned) |\n| --- | --- | --- | --- | --- | --- | --- |"
     )
     table = "\n".join([header, *rows])
@@ -359,7 +359,9 @@ def main() -> None:
                 print(f"fold {fold}: {contender.name} done", flush=True)
         results = [contender.result() for contender in contenders]
         for result in results:
-            print(f"{result.name}: {result.score:.4f} / tuned {result.tuned:.4f}", flush=True)
+            seconds = " ".join(f"{s:.0f}" for s in result.epoch_seconds)
+            scores = f"{result.score:.4f} / tuned {result.tuned:.4f}"
+            print(f"{result.name}: {scores}; s/epoch {seconds}", flush=True)
     body = render(results, args, len(tiles), int(np.isin(fold_of, folds).sum()))
     print(body)
     if not args.no_write:
