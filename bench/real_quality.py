@@ -1,10 +1,11 @@
 """Quality on real tiles: k-fold CV of saltseg recipes against a plain smp U-Net loop.
 
 Every contender trains the same folds of the real labelled tiles (../shared/tgs-sample), made
-once with :func:`saltseg.data.folds.make_folds` as ``saltseg folds`` makes them (k=5, seed 0,
-two depth bins), from random init, one after another in this process with the same thread
-count. Each is scored on its out-of-fold (OOF) probabilities with the competition metric, at
-threshold 0.5 and after tuning the post-processing on the OOF with
+once with :func:`saltseg.data.folds.make_folds` as ``saltseg folds`` makes them (``--k`` folds,
+5 by default, seed 0, two depth bins), from random init, in this process with the same thread
+count, taking turns fold by fold (so a slower spell of the machine hits every contender alike).
+Each is scored on its out-of-fold (OOF) probabilities with the competition metric, at threshold
+0.5 and after tuning the post-processing on the OOF with
 :func:`saltseg.postprocess.tune_postprocess`.
 
 - peer: ``segmentation_models_pytorch.Unet("resnet34", encoder_weights=None)`` in a plain loop:
@@ -12,8 +13,10 @@ threshold 0.5 and after tuning the post-processing on the OOF with
   reflect-padded 101 -> 128, a validation pass each epoch, flip TTA on the OOF; it keeps its
   last epoch.
 - saltseg: each ``--recipe`` through :func:`saltseg.training.kfold.train_kfold`, with the shared
-  folds (``data.folds_file``), ``model.pretrained=false``, ``trainer.epochs=--epochs``; its OOF
-  are those ``train`` writes (best epoch by validation score, flip TTA).
+  folds (``data.folds_file``), ``model.pretrained=false``, ``trainer.epochs=--epochs`` and
+  ``trainer.keep=last`` (the last epoch, as the peer: no epoch is chosen on the scored tiles;
+  ``--keep best`` keeps the best validated epoch instead); its OOF are those ``train`` writes
+  (flip TTA).
 
 Per-epoch wall time is training plus validation (saltseg: ``epoch_seconds`` of the fold's
 ``metrics.csv``, checkpoint writing included); total wall time covers training, OOF prediction and
@@ -47,7 +50,6 @@ from _results import machine, write_section  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT.parent / "shared" / "tgs-sample"
-K = 5
 PAD = (13, 14, 13, 14)  # 101 -> 128
 
 
@@ -92,130 +94,165 @@ def tune(
     return competition_metric(truth, probs > 0.5), pp
 
 
-def run_peer(tiles: Any, fold_of: np.ndarray, folds: list[int], epochs: int, device: str) -> Result:
-    """The plain smp loop, fold after fold."""
-    import segmentation_models_pytorch as smp
-    import torch
-    import torch.nn.functional as F
+class Peer:
+    """The plain smp loop; :meth:`fold` trains and predicts one fold."""
 
-    from saltseg.metrics import competition_metric
+    name = "smp Unet(resnet34), plain loop (peer)"
 
-    def logits(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    def __init__(self, tiles: Any, fold_of: np.ndarray, epochs: int, device: str) -> None:
+        import torch
+
+        self.tiles, self.fold_of, self.epochs, self.device = tiles, fold_of, epochs, device
+        self.images = torch.from_numpy(tiles.images[:, None])
+        self.masks = torch.from_numpy(tiles.masks[:, None].astype(np.float32))
+        self.oof = np.zeros(tiles.masks.shape, np.float32)
+        self.seen = np.zeros(len(tiles), bool)
+        self.epoch_seconds: list[float] = []
+        self.seconds = 0.0
+
+    def _logits(self, model: Any, x: Any) -> Any:
+        import torch.nn.functional as F
+
         return model(F.pad(x, PAD, mode="reflect"))[..., 13:-14, 13:-14]
 
-    def predict(model: torch.nn.Module, x: torch.Tensor, flip: bool) -> np.ndarray:
+    def _predict(self, model: Any, x: Any, flip: bool) -> np.ndarray:
+        import torch
+
         model.eval()
         out = []
         with torch.inference_mode():
             for batch in x.split(64):
-                batch = batch.to(device)
-                p = torch.sigmoid(logits(model, batch))
+                batch = batch.to(self.device)
+                p = torch.sigmoid(self._logits(model, batch))
                 if flip:
-                    p = (p + torch.sigmoid(logits(model, batch.flip(-1))).flip(-1)) / 2
+                    p = (p + torch.sigmoid(self._logits(model, batch.flip(-1))).flip(-1)) / 2
                 out.append(p[:, 0].cpu().numpy())
         return np.concatenate(out)
 
-    started = time.perf_counter()
-    images = torch.from_numpy(tiles.images[:, None])
-    masks = torch.from_numpy(tiles.masks[:, None].astype(np.float32))
-    oof = np.zeros(tiles.masks.shape, np.float32)
-    seen = np.zeros(len(tiles), bool)
-    epoch_seconds = []
-    for fold in folds:
+    def fold(self, fold: int) -> None:
+        import segmentation_models_pytorch as smp
+        import torch
+        import torch.nn.functional as F
+
+        from saltseg.metrics import competition_metric
+
+        started = time.perf_counter()
         torch.manual_seed(42 + fold)
         rng = np.random.default_rng(42 + fold)
+        fold_of, device = self.fold_of, self.device
         train, val = np.flatnonzero(fold_of != fold), np.flatnonzero(fold_of == fold)
         model = smp.Unet("resnet34", encoder_weights=None, in_channels=1, classes=1).to(device)
         optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
         steps = len(train) // 16
         schedule = torch.optim.lr_scheduler.OneCycleLR(
-            optimizer, max_lr=1e-3, total_steps=epochs * steps
+            optimizer, max_lr=1e-3, total_steps=self.epochs * steps
         )
         dice = smp.losses.DiceLoss("binary")
-        for _ in range(epochs):
+        for _ in range(self.epochs):
             start = time.perf_counter()
             model.train()
             order = rng.permutation(train)
             for step in range(steps):
                 batch = order[step * 16 : (step + 1) * 16]
-                x, y = images[batch].to(device), masks[batch].to(device)
+                x, y = self.images[batch].to(device), self.masks[batch].to(device)
                 flip = torch.from_numpy(rng.random(len(batch)) < 0.5).to(device)
                 x = torch.where(flip[:, None, None, None], x.flip(-1), x)
                 y = torch.where(flip[:, None, None, None], y.flip(-1), y)
-                out = logits(model, x)
+                out = self._logits(model, x)
                 loss = F.binary_cross_entropy_with_logits(out, y) + dice(out, y)
                 optimizer.zero_grad()
                 loss.backward()
                 optimizer.step()
                 schedule.step()
-            competition_metric(tiles.masks[val], predict(model, images[val], False) > 0.5)
-            epoch_seconds.append(time.perf_counter() - start)
-        oof[val] = predict(model, images[val], True)
-        seen[val] = True
-    score, pp = tune(tiles.masks[seen], oof[seen], tiles.images[seen])
-    return Result(
-        "smp Unet(resnet34), plain loop (peer)",
-        score,
-        pp.info["oof_score_after"],
-        pp.describe(),
-        epoch_seconds,
-        time.perf_counter() - started,
-    )
+            val_probs = self._predict(model, self.images[val], False)
+            competition_metric(self.tiles.masks[val], val_probs > 0.5)
+            self.epoch_seconds.append(time.perf_counter() - start)
+        self.oof[val] = self._predict(model, self.images[val], True)
+        self.seen[val] = True
+        self.seconds += time.perf_counter() - started
+
+    def result(self) -> Result:
+        started = time.perf_counter()
+        seen = self.seen
+        score, pp = tune(self.tiles.masks[seen], self.oof[seen], self.tiles.images[seen])
+        self.seconds += time.perf_counter() - started
+        return Result(
+            self.name,
+            score,
+            pp.info["oof_score_after"],
+            pp.describe(),
+            self.epoch_seconds,
+            self.seconds,
+        )
 
 
-def run_recipe(
-    spec: str,
-    overrides: list[str],
-    data: Path,
-    folds_file: Path,
-    folds: list[int],
-    epochs: int,
-    device: str,
-    work: Path,
-    keep: bool,
-) -> Result:
-    """One saltseg recipe through ``train_kfold`` on the shared folds."""
-    from saltseg.config import load_config
-    from saltseg.data.tgs import load_dataset
-    from saltseg.runs import Run, oof_rows
-    from saltseg.training.kfold import train_kfold
+class Recipe:
+    """One saltseg recipe through ``train_kfold`` on the shared folds, one fold per call."""
 
-    path, *own = shlex.split(spec)
-    fixed = [
-        "model.pretrained=false",
-        f"trainer.epochs={epochs}",
-        f"data.k={K}",
-        f"data.folds_file={folds_file}",
-        f"trainer.accelerator={'gpu' if device == 'cuda' else 'cpu'}",
-        "trainer.devices=1",
-    ]
-    config = load_config(path, [*fixed, *overrides, *own])
-    name = " ".join([Path(path).name, *overrides, *own])
-    out = work / f"run_{len(list(work.glob('run_*')))}"
-    started = time.perf_counter()
-    train_kfold(config, out, data=data, folds=folds, progress=False)
-    total = time.perf_counter() - started
-    run = Run(out)
-    epoch_seconds = []
-    for fold in folds:
-        metrics = pd.read_csv(run.metrics_path(fold))
-        epoch_seconds += metrics["epoch_seconds"].dropna().tolist()
-    oof = run.oof()
-    tiles = load_dataset(data, "train")
-    rows = oof_rows(oof["ids"], tiles)
-    score, pp = tune(tiles.masks[rows], oof["mask"], tiles.images[rows], oof.get("cls"))
-    notes = {"num_workers": config.data.num_workers, "batch": config.data.batch_size}
-    if not keep:
-        shutil.rmtree(out)
-    return Result(
-        f"saltseg {name}",
-        score,
-        pp.info["oof_score_after"],
-        pp.describe(),
-        epoch_seconds,
-        total,
-        notes,
-    )
+    def __init__(
+        self,
+        spec: str,
+        overrides: list[str],
+        data: Path,
+        folds_file: Path,
+        args: argparse.Namespace,
+        out: Path,
+    ) -> None:
+        from saltseg.config import load_config
+
+        path, *own = shlex.split(spec)
+        fixed = [
+            "model.pretrained=false",
+            f"trainer.epochs={args.epochs}",
+            f"trainer.keep={args.keep}",
+            f"data.k={args.k}",
+            f"data.folds_file={folds_file}",
+            f"trainer.accelerator={'gpu' if args.device == 'cuda' else 'cpu'}",
+            "trainer.devices=1",
+        ]
+        self.config = load_config(path, [*fixed, *overrides, *own])
+        self.name = "saltseg " + " ".join([Path(path).name, *overrides, *own])
+        self.data, self.out, self.keep = data, out, args.keep_runs is not None
+        self.done: list[int] = []
+        self.seconds = 0.0
+
+    def fold(self, fold: int) -> None:
+        from saltseg.training.kfold import train_kfold
+
+        started = time.perf_counter()
+        resume = bool(self.done)  # later folds join the run the first one made
+        train_kfold(
+            self.config, self.out, data=self.data, folds=[fold], resume=resume, progress=False
+        )
+        self.done.append(fold)
+        self.seconds += time.perf_counter() - started
+
+    def result(self) -> Result:
+        from saltseg.data.tgs import load_dataset
+        from saltseg.runs import Run, oof_rows
+
+        started = time.perf_counter()
+        run = Run(self.out)
+        epoch_seconds = []
+        for fold in self.done:
+            metrics = pd.read_csv(run.metrics_path(fold))
+            epoch_seconds += metrics["epoch_seconds"].dropna().tolist()
+        oof = run.oof()
+        tiles = load_dataset(self.data, "train")
+        rows = oof_rows(oof["ids"], tiles)
+        score, pp = tune(tiles.masks[rows], oof["mask"], tiles.images[rows], oof.get("cls"))
+        notes = {"num_workers": self.config.data.num_workers, "batch": self.config.data.batch_size}
+        if not self.keep:
+            shutil.rmtree(self.out)
+        return Result(
+            self.name,
+            score,
+            pp.info["oof_score_after"],
+            pp.describe(),
+            epoch_seconds,
+            self.seconds + time.perf_counter() - started,
+            notes,
+        )
 
 
 def render(results: list[Result], args: argparse.Namespace, n_tiles: int, n_oof: int) -> str:
@@ -226,17 +263,22 @@ def render(results: list[Result], args: argparse.Namespace, n_tiles: int, n_oof:
         name = r.name
         if r.notes:
             name += f" (batch {r.notes['batch']}, {r.notes['num_workers']} loader workers)"
-        per_epoch = float(np.mean(r.epoch_seconds))
-        ratio = per_epoch / float(np.mean(peer.epoch_seconds))
+        per_epoch = float(np.median(r.epoch_seconds))  # a busy spell of the machine moves it less
+        ratio = per_epoch / float(np.median(peer.epoch_seconds))
         rows.append(
             f"| {name} | {r.score:.4f} | {r.tuned:.4f} ({r.settings}) | {per_epoch:.1f} | "
             f"{ratio:.2f}x | {r.total_seconds:.0f} | {r.score - peer.score:+.4f} / "
             f"{r.tuned - peer.tuned:+.4f} |"
         )
-    folds = ",".join(map(str, args.folds)) if args.folds else f"all {K}"
+    folds = ",".join(map(str, args.folds)) if args.folds else f"all {args.k}"
     command = shlex.join(["python", "bench/real_quality.py", *sys.argv[1:]])
+    keep_text = (
+        "its last epoch too"
+        if args.keep == "last"
+        else "its best epoch by validation score (chosen on the same tiles it is scored on)"
+    )
     header = (
-        "| contender | OOF mAP @0.5 | OOF mAP tuned (settings) | s/epoch (train + val) | "
+        "| contender | OOF mAP @0.5 | OOF mAP tuned (settings) | median s/epoch (train + val) | "
         "vs peer | total s | vs peer (@0.5 / tuned) |\n| --- | --- | --- | --- | --- | --- | --- |"
     )
     table = "\n".join([header, *rows])
@@ -244,12 +286,13 @@ def render(results: list[Result], args: argparse.Namespace, n_tiles: int, n_oof:
 
 `{command}`
 
-{n_tiles} real labelled tiles, folds from `make_folds` as `saltseg folds` makes them (k={K},
-seed 0), folds {folds}: {n_oof} out-of-fold tiles scored. Random init, {args.epochs} epochs, one
-contender after another in one process, {args.threads} torch thread(s), device {args.device}.
+{n_tiles} real labelled tiles, folds from `make_folds` as `saltseg folds` makes them (k={args.k},
+seed 0), folds {folds}: {n_oof} out-of-fold tiles scored. Random init, {args.epochs} epochs, the
+contenders taking turns fold by fold in one process, {args.threads} torch thread(s), device
+{args.device}.
 Competition metric on the out-of-fold predictions (flip TTA) at threshold 0.5, and after tuning
-threshold / minimum area / classifier gate on them. The peer keeps its last epoch, saltseg its
-best epoch by validation score (chosen on the same tiles it is scored on).
+threshold / minimum area / classifier gate on them. The peer keeps its last epoch; saltseg keeps
+{keep_text}.
 Machine: {machine()}.
 
 {table}
@@ -260,6 +303,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=SAMPLE, help="Kaggle-layout data folder")
     parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--k", type=int, default=5, help="number of folds (every tile scored once)")
     parser.add_argument("--folds", type=str, default=None, help="fold indices to run, e.g. 0,1")
     parser.add_argument("--tiles", type=int, default=None, help="subsample N tiles (smoke runs)")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
@@ -271,11 +315,17 @@ def main() -> None:
         help='recipe YAML, optionally with overrides: "configs/resnet34.yaml optim.lr=0.01"',
     )
     parser.add_argument("--set", action="append", default=[], help="override for every recipe")
+    parser.add_argument(
+        "--keep",
+        choices=["last", "best"],
+        default="last",
+        help="saltseg's kept epoch (trainer.keep); the peer always keeps its last",
+    )
     parser.add_argument("--no-write", action="store_true", help="print, leave RESULTS.md alone")
     parser.add_argument("--keep-runs", type=Path, default=None, help="keep the run folders here")
     args = parser.parse_args()
     args.folds = [int(f) for f in args.folds.split(",")] if args.folds else None
-    recipes = args.recipe or [str(ROOT / "configs" / "resnet34.yaml")]
+    recipes = args.recipe or [str(ROOT / "configs" / "resnet34-cpu.yaml")]
 
     import torch
 
@@ -292,28 +342,26 @@ def main() -> None:
         if args.tiles:
             data = subset_folder(args.data, args.tiles, Path(tmp) / "data")
         tiles = load_dataset(data, "train")
-        frame = make_folds(tiles.ids, tiles.masks, k=K, seed=0, depths=tiles.depths, depth_bins=2)
+        frame = make_folds(
+            tiles.ids, tiles.masks, k=args.k, seed=0, depths=tiles.depths, depth_bins=2
+        )
         folds_file = work / "folds.csv"
         write_folds(frame, folds_file)
         fold_of = frame.set_index("id").loc[tiles.ids, "fold"].to_numpy()
-        folds = args.folds if args.folds is not None else list(range(K))
-        results = [run_peer(tiles, fold_of, folds, args.epochs, args.device)]
-        print(f"{results[-1].name}: {results[-1].score:.4f}", flush=True)
-        for spec in recipes:
-            results.append(
-                run_recipe(
-                    spec,
-                    args.set,
-                    data,
-                    folds_file,
-                    folds,
-                    args.epochs,
-                    args.device,
-                    work,
-                    args.keep_runs is not None,
-                )
-            )
-            print(f"{results[-1].name}: {results[-1].score:.4f}", flush=True)
+        folds = args.folds if args.folds is not None else list(range(args.k))
+        contenders: list[Any] = [Peer(tiles, fold_of, args.epochs, args.device)]
+        for i, spec in enumerate(recipes):
+            contenders.append(Recipe(spec, args.set, data, folds_file, args, work / f"run_{i}"))
+        # Fold by fold, the contenders in turn: a slower spell of the machine hits them alike.
+        for fold in folds:
+            for contender in contenders:
+                contender.fold(fold)
+                print(f"fold {fold}: {contender.name} done", flush=True)
+        results = [contender.result() for contender in contenders]
+        for result in results:
+            seconds = " ".join(f"{s:.0f}" for s in result.epoch_seconds)
+            scores = f"{result.score:.4f} / tuned {result.tuned:.4f}"
+            print(f"{result.name}: {scores}; s/epoch {seconds}", flush=True)
     body = render(results, args, len(tiles), int(np.isin(fold_of, folds).sum()))
     print(body)
     if not args.no_write:

@@ -186,6 +186,9 @@ class TrainerConfig(_Strict):
     gradient_clip_val: float | None = None
     log_every_n_steps: int = Field(10, ge=1)
     threshold: float = Field(DEFAULT_THRESHOLD, gt=0, lt=1)
+    keep: Literal["best", "last"] = "best"
+    """Which epoch's weights a fold keeps (``best.ckpt``, used for its OOF and for prediction):
+    the best by validation score, or the last one (no choice made on the validation tiles)."""
     channels_last: bool = False
     """Train with the model and batches in channels-last memory layout (faster convolutions;
     the same results up to float rounding). On in the resnet34 recipes."""

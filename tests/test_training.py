@@ -256,3 +256,27 @@ def test_channels_last_trains_to_the_same_numbers():
     assert loss_cl == pytest.approx(loss, rel=1e-5)
     torch.testing.assert_close(out_cl, out, rtol=0, atol=1e-4)
     torch.testing.assert_close(grad_cl, grad, rtol=0, atol=1e-2 * float(grad.abs().max()))
+
+
+def _weights(path):
+    return read_checkpoint(path)["state_dict"]
+
+
+def test_best_checkpoint_is_the_best_validated_epoch(run):
+    out, _ = run
+    metrics = pd.read_csv(Run(out).metrics_path(0)).dropna(subset=["val_metric"])
+    best = read_checkpoint(out / "fold_0" / "best.ckpt")
+    assert best["epoch"] == int(metrics.loc[metrics["val_metric"].idxmax(), "epoch"])
+
+
+def test_keep_last_keeps_the_final_epoch(data, tmp_path):
+    torch.set_num_threads(1)
+    config = tiny_config("trainer.keep=last")
+    train_kfold(config, tmp_path / "run", data=data, folds=[0], progress=False)
+    fold = tmp_path / "run" / "fold_0"
+    assert read_checkpoint(fold / "best.ckpt")["epoch"] == config.trainer.epochs - 1
+    kept, last = _weights(fold / "best.ckpt"), _weights(fold / "last.ckpt")
+    assert kept.keys() == last.keys()
+    assert all(torch.equal(kept[k], last[k]) for k in kept)
+    score = json.loads((fold / "score.json").read_text())
+    assert score["best_epoch"] == config.trainer.epochs - 1

@@ -76,11 +76,12 @@ def make_trainer(
 ) -> L.Trainer:
     """A Trainer from the recipe's ``trainer`` section, checkpointing into ``fold_dir``."""
     t = config.trainer
-    # The best epoch's weights (and recipe) are all inference needs; --resume reads last.ckpt.
+    # The kept epoch's weights (and recipe) are all inference needs; --resume reads last.ckpt.
+    # With keep="last", best.ckpt follows the latest epoch (no monitor).
     best = ModelCheckpoint(
         dirpath=fold_dir,
         filename="best",
-        monitor="val_metric",
+        monitor="val_metric" if t.keep == "best" else None,
         mode="max",
         save_top_k=1,
         save_weights_only=True,
