@@ -504,6 +504,58 @@ def predict(
         )
 
 
+@command("self-train")
+def self_train(
+    run: Annotated[Path, typer.Option(help="Finished run to start from (with postprocess.json).")],
+    unlabelled: Annotated[
+        Path, typer.Option(help="Unlabelled tiles: Kaggle layout (test/images) or PNG folder.")
+    ],
+    out: Annotated[Path, typer.Option(help="Output folder (OUT/round_K/{predict,pseudo,run}).")],
+    data: Annotated[
+        Path | None, typer.Option(help="Labelled data folder (default: the run's data.root).")
+    ] = None,
+    rounds: Annotated[int, typer.Option(help="Rounds of pseudo-labelling and training.")] = 1,
+    band: Annotated[
+        str, typer.Option(help="Probabilities counted as uncertain for pseudo-labels.")
+    ] = "0.2,0.8",
+    max_uncertain: Annotated[
+        float, typer.Option(help="Largest uncertain fraction of a pseudo-labelled tile.")
+    ] = 0.02,
+    tta: Annotated[str, typer.Option(help="TTA views of the predictions, as for predict.")] = (
+        "hflip"
+    ),
+    batch_size: Annotated[int, typer.Option(min=1, help="Tiles per forward pass.")] = 8,
+    overwrite: Annotated[
+        bool, typer.Option(help="Replace an earlier self-training result in --out.")
+    ] = False,
+    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+) -> None:
+    """Self-training: pseudo-label the confident unlabelled tiles with the run's ensemble and
+    train the same recipe on labelled + pseudo-labelled tiles, round after round.
+
+    The pseudo-labelled tiles train in every fold and are never validated on; the labelled tiles
+    keep the run's folds. Each round is an ordinary run folder: OUT/round_K/run.
+    """
+    from saltseg.selftrain import self_train as run_self_train
+
+    summary = run_self_train(
+        run,
+        unlabelled,
+        rounds,
+        out,
+        data=data,
+        overwrite=overwrite,
+        band=_pair(band, "--band"),
+        max_uncertain=max_uncertain,
+        tta=tta,
+        batch_size=batch_size,
+        progress=progress,
+        echo=typer.echo,
+    )
+    last = summary["finished"][-1]
+    typer.echo(f"wrote {out}/self-train.json; the last round's run is {last['run']}")
+
+
 @command("predict-volume")
 def predict_volume(
     input_: Annotated[
