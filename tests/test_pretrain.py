@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import lightning as L
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from typer.testing import CliRunner
@@ -18,6 +19,8 @@ from saltseg.models import create_model
 from saltseg.models.pretrained import describe_init, init_text
 from saltseg.pretrain import build_method, list_methods, pretrain
 from saltseg.pretrain.views import ViewSettings, make_views, patch_mask
+from saltseg.report.run import ancestry
+from saltseg.runs import Run
 from saltseg.training.kfold import train_kfold
 from saltseg.training.module import SaltModule
 from tests.helpers import CONFIGS, TINY, tiny_config
@@ -214,3 +217,14 @@ def test_training_starts_from_the_pretrained_weights(mim_file, tiny_data):
     module = SaltModule(config)
     trainer.fit(module, datamodule=data)
     assert Check.seen
+
+
+def test_report_ancestry_names_the_initial_weights(mim_file, tmp_path):
+    frame = pd.DataFrame({"id": ["a", "b"], "fold": [0, 1]})
+    config = fast_config(f"model.pretrained={mim_file}")
+    run = Run(tmp_path / "run")
+    run.initialise(config, frame, info={"init": describe_init(str(mim_file))})
+    assert ancestry(run)[0].startswith("Initial weights: mim pretraining (encoder and decoder)")
+    old = Run(tmp_path / "old")  # a run.json without "init": read from the config
+    old.initialise(fast_config("model.pretrained=true"), frame)
+    assert ancestry(old) == ["Initial weights: timm ImageNet weights"]

@@ -16,6 +16,7 @@ from saltseg.cli import app
 from saltseg.data.datamodule import FoldDataModule
 from saltseg.data.tgs import TileSet, load_dataset
 from saltseg.errors import SaltsegError
+from saltseg.report import write_report
 from saltseg.runs import Run
 from saltseg.selftrain import self_train
 from tests.helpers import checksums
@@ -83,6 +84,9 @@ def test_a_round_keeps_the_folds_and_never_validates_pseudo_tiles(
     assert run.info()["pseudo_tiles"] == 10 and run.info()["init"] == {"kind": "random"}
     manifest = json.loads((out / "self-train.json").read_text())
     assert manifest == summary and manifest["finished"][0]["pseudo_tiles"] == 10
+    html = write_report(run.root, None, tmp_path / "report.html", worst=0).read_text()
+    assert "Initial weights: random" in html
+    assert f"Self-training round 1 from run {tiny_run.resolve()}: 10 pseudo-labelled" in html
 
 
 @pytest.mark.slow
