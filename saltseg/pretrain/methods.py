@@ -26,7 +26,7 @@ from torch import nn
 
 from saltseg.errors import SaltsegError
 from saltseg.models.unet import UNet
-from saltseg.pretrain.views import ViewSettings, add_channels, make_views, patch_mask
+from saltseg.pretrain.views import Views, ViewSettings, add_channels, make_views, patch_mask
 
 
 class PretrainMethod(nn.Module):
@@ -113,7 +113,9 @@ class _TwoCrops(PretrainMethod):
         self.views = ViewSettings(size=side, crop_scale=(0.4, 1.0))
         self.channels = self.model.encoder.out_channels
 
-    def features(self, images: torch.Tensor, depths: torch.Tensor):
+    def features(
+        self, images: torch.Tensor, depths: torch.Tensor
+    ) -> tuple[Views, list[torch.Tensor]]:
         """Views of ``images`` and their encoder features, shallow to deep."""
         views = make_views(images, self.views, self.generator)
         return views, self.model.encoder(self._input(views.images, depths))
