@@ -42,6 +42,8 @@ _EXPORTS = {
     "run_mosaic": "saltseg.mosaic",
     "mosaic_groups": "saltseg.mosaic",
     "generate_dataset": "saltseg.data.synthetic",
+    "pretrain": "saltseg.pretrain",
+    "self_train": "saltseg.selftrain",
     "analyse": "saltseg.report",
     "write_report": "saltseg.report",
     "SaltsegError": "saltseg.errors",

@@ -297,6 +297,63 @@ def train(
         )
 
 
+@command()
+def pretrain(
+    data: Annotated[
+        list[Path],
+        typer.Option(help="Data folder: Kaggle layout or PNG tiles (repeat for several)."),
+    ],
+    config: Annotated[Path, typer.Option(help="Recipe YAML whose U-Net is pretrained.")],
+    out: Annotated[Path, typer.Option(help="Output file, e.g. mim.pt.")],
+    method: Annotated[str, typer.Option(help="mim, vicregl or simclr.")] = "mim",
+    epochs: Annotated[int, typer.Option(help="Passes over the images.")] = 10,
+    batch_size: Annotated[
+        int | None, typer.Option(help="Tiles per step (default: the recipe's batch size).")
+    ] = None,
+    lr: Annotated[float, typer.Option(help="Peak learning rate (AdamW, cosine).")] = 1e-3,
+    seed: Annotated[int, typer.Option(help="Seed of the weights, batches and views.")] = 0,
+    device: Annotated[
+        str | None, typer.Option(help="cpu or cuda (default: a GPU if the recipe allows one).")
+    ] = None,
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", help="Override a config key: section.key=value.")
+    ] = None,
+    overwrite: Annotated[
+        bool, typer.Option(help="Replace an earlier saltseg-pretrain file at --out.")
+    ] = False,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """Self-supervised pretraining of a recipe's U-Net on unlabelled tiles (labels ignored).
+
+    Then train with --set model.pretrained=OUT (any recipe with the same encoder): mim gives the
+    encoder and decoder, vicregl and simclr the encoder.
+    """
+    from saltseg.config import load_config
+    from saltseg.pretrain import pretrain as run_pretrain
+
+    cfg = load_config(config, list(set_ or []))
+    summary = run_pretrain(
+        cfg,
+        data,
+        method,
+        epochs,
+        out,
+        overwrite=overwrite,
+        batch_size=batch_size,
+        lr=lr,
+        seed=seed,
+        device=device,
+        progress=progress,
+    )
+    losses = summary["losses"]
+    trend = f"loss {losses[0]:.4f} -> {losses[-1]:.4f}" if losses else "no step"
+    typer.echo(
+        f"wrote {summary['file']}: {summary['method']} on {summary['images']} images, "
+        f"{summary['epochs']} epoch(s), {summary['steps']} steps, {trend}, "
+        f"{summary['seconds']:.0f}s; train with --set model.pretrained={summary['file']}"
+    )
+
+
 @command("lr-find")
 def lr_find(
     config: Annotated[Path, typer.Option(help="Recipe YAML.")],
@@ -445,6 +502,58 @@ def predict(
             f"pseudo-labels: {counts['kept']} of {counts['seen']} tiles "
             f"({counts['with_salt']} with salt) in {pseudo_labels}"
         )
+
+
+@command("self-train")
+def self_train(
+    run: Annotated[Path, typer.Option(help="Finished run to start from (with postprocess.json).")],
+    unlabelled: Annotated[
+        Path, typer.Option(help="Unlabelled tiles: Kaggle layout (test/images) or PNG folder.")
+    ],
+    out: Annotated[Path, typer.Option(help="Output folder (OUT/round_K/{predict,pseudo,run}).")],
+    data: Annotated[
+        Path | None, typer.Option(help="Labelled data folder (default: the run's data.root).")
+    ] = None,
+    rounds: Annotated[int, typer.Option(help="Rounds of pseudo-labelling and training.")] = 1,
+    band: Annotated[
+        str, typer.Option(help="Probabilities counted as uncertain for pseudo-labels.")
+    ] = "0.2,0.8",
+    max_uncertain: Annotated[
+        float, typer.Option(help="Largest uncertain fraction of a pseudo-labelled tile.")
+    ] = 0.02,
+    tta: Annotated[str, typer.Option(help="TTA views of the predictions, as for predict.")] = (
+        "hflip"
+    ),
+    batch_size: Annotated[int, typer.Option(min=1, help="Tiles per forward pass.")] = 8,
+    overwrite: Annotated[
+        bool, typer.Option(help="Replace an earlier self-training result in --out.")
+    ] = False,
+    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+) -> None:
+    """Self-training: pseudo-label the confident unlabelled tiles with the run's ensemble and
+    train the same recipe on labelled + pseudo-labelled tiles, round after round.
+
+    The pseudo-labelled tiles train in every fold and are never validated on; the labelled tiles
+    keep the run's folds. Each round is an ordinary run folder: OUT/round_K/run.
+    """
+    from saltseg.selftrain import self_train as run_self_train
+
+    summary = run_self_train(
+        run,
+        unlabelled,
+        rounds,
+        out,
+        data=data,
+        overwrite=overwrite,
+        band=_pair(band, "--band"),
+        max_uncertain=max_uncertain,
+        tta=tta,
+        batch_size=batch_size,
+        progress=progress,
+        echo=typer.echo,
+    )
+    last = summary["finished"][-1]
+    typer.echo(f"wrote {out}/self-train.json; the last round's run is {last['run']}")
 
 
 @command("predict-volume")

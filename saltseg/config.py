@@ -105,7 +105,14 @@ def load_augment_config(path: str | Path) -> AugmentConfig:
 
 
 class DataConfig(_Strict):
-    """Where the tiles come from and how they are split and fed."""
+    """Where the tiles come from and how they are split and fed.
+
+    Attributes:
+        pseudo: Pseudo-labelled data folders (Kaggle layout, as ``saltseg predict
+            --pseudo-labels`` and ``saltseg self-train`` write them). Their tiles join the
+            training tiles of every fold; they are never in a validation fold, the split or the
+            out-of-fold predictions.
+    """
 
     root: Path | None = None
     folds_file: Path | None = None
@@ -115,6 +122,7 @@ class DataConfig(_Strict):
     extra_channels: list[Literal["depth", "row"]] = []
     batch_size: int = Field(16, ge=1)
     num_workers: int = Field(0, ge=0)
+    pseudo: list[Path] = []
 
 
 class LossStage(_Strict):

@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from saltseg.config import AugmentConfig, Config
 from saltseg.data.channels import make_input
-from saltseg.data.tgs import TileSet
+from saltseg.data.tgs import TileSet, concat_tiles
 from saltseg.data.transforms import (
     apply,
     build_eval_transform,
@@ -59,6 +59,7 @@ class FoldDataModule(L.LightningDataModule):
         num_workers: Loader worker processes.
         extra_channels: Extra input channels (see :func:`make_input`).
         seed: Seed of the augmentation pipeline.
+        extra_train: Tiles that only ever train (pseudo-labels), added to the training tiles.
     """
 
     def __init__(
@@ -70,11 +71,14 @@ class FoldDataModule(L.LightningDataModule):
         num_workers: int = 0,
         extra_channels: Sequence[str] = (),
         seed: int | None = None,
+        extra_train: TileSet | None = None,
     ) -> None:
         super().__init__()
         val_index = np.asarray(val_index, dtype=np.int64)
         train_index = np.setdiff1d(np.arange(len(tiles)), val_index)
         self.train_tiles = tiles.subset(train_index)
+        if extra_train is not None and len(extra_train):
+            self.train_tiles = concat_tiles([self.train_tiles, extra_train])
         self.val_tiles = tiles.subset(val_index)
         self.augment = augment
         self.batch_size = batch_size
@@ -84,7 +88,12 @@ class FoldDataModule(L.LightningDataModule):
 
     @classmethod
     def from_config(
-        cls, tiles: TileSet, val_index: np.ndarray, config: Config, seed: int | None = None
+        cls,
+        tiles: TileSet,
+        val_index: np.ndarray,
+        config: Config,
+        seed: int | None = None,
+        extra_train: TileSet | None = None,
     ) -> FoldDataModule:
         """The data module of a recipe's ``data`` and ``augment`` sections."""
         return cls(
@@ -95,6 +104,7 @@ class FoldDataModule(L.LightningDataModule):
             num_workers=config.data.num_workers,
             extra_channels=config.data.extra_channels,
             seed=seed,
+            extra_train=extra_train,
         )
 
     def _loader(self, dataset: Dataset, shuffle: bool) -> DataLoader:

@@ -69,6 +69,31 @@ class TileSet:
         return self.masks.reshape(len(self), -1).mean(axis=1)
 
 
+def concat_tiles(sets: list[TileSet]) -> TileSet:
+    """The tiles of several sets, one after another (all labelled, or all unlabelled).
+
+    Raises:
+        SaltsegError: no set, labelled mixed with unlabelled tiles, or an id in two sets.
+    """
+    if not sets:
+        raise SaltsegError("no tiles to join")
+    labelled = {s.masks is not None for s in sets}
+    if len(labelled) > 1:
+        raise SaltsegError("cannot join labelled and unlabelled tiles")
+    ids = [i for s in sets for i in s.ids]
+    seen: set[str] = set()
+    for tile_id in ids:
+        if tile_id in seen:
+            raise SaltsegError(f"tile {tile_id!r} is in two of the tile sets joined")
+        seen.add(tile_id)
+    return TileSet(
+        ids=ids,
+        images=np.concatenate([s.images for s in sets]),
+        masks=np.concatenate([s.masks for s in sets]) if labelled == {True} else None,
+        depths=np.concatenate([s.depths for s in sets]),
+    )
+
+
 def _cache_dir() -> Path:
     env = os.environ.get("SALTSEG_CACHE_DIR")
     if env:

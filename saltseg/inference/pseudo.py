@@ -32,6 +32,15 @@ def uncertain_fraction(probs: np.ndarray, band: tuple[float, float] = (0.2, 0.8)
     return ((flat > low) & (flat < high)).mean(axis=1)
 
 
+def check_rule(band: tuple[float, float], max_uncertain: float) -> None:
+    """Refuse a band outside ``0 <= low < high <= 1`` or a fraction outside [0, 1]."""
+    low, high = band
+    if not 0 <= low < high <= 1:
+        raise SaltsegError(f"pseudo-label band must satisfy 0 <= low < high <= 1, got {band}")
+    if not 0 <= max_uncertain <= 1:
+        raise SaltsegError(f"max uncertain fraction must be in [0, 1], got {max_uncertain}")
+
+
 def confident(
     probs: np.ndarray, band: tuple[float, float] = (0.2, 0.8), max_uncertain: float = 0.02
 ) -> np.ndarray:
@@ -59,11 +68,7 @@ class PseudoLabelWriter:
         max_uncertain: float = 0.02,
         overwrite: bool = False,
     ) -> None:
-        low, high = band
-        if not 0 <= low < high <= 1:
-            raise SaltsegError(f"pseudo-label band must satisfy 0 <= low < high <= 1, got {band}")
-        if not 0 <= max_uncertain <= 1:
-            raise SaltsegError(f"max uncertain fraction must be in [0, 1], got {max_uncertain}")
+        check_rule(band, max_uncertain)
         self.out = Path(out)
         self.folder = OutputFolder(self.out, MANIFEST, overwrite)
         self.band, self.max_uncertain = band, max_uncertain

@@ -11,6 +11,7 @@ from torch import nn
 
 from saltseg.errors import SaltsegError
 from saltseg.models.modules import SCSE
+from saltseg.models.pretrained import FORMAT, check_pretrain_model, read_pretrain_file
 
 PREFIXES = ("module.", "model.", "encoder.")
 
@@ -26,7 +27,8 @@ class Encoder(nn.Module):
         name: timm model name (``timm.list_models()``).
         in_chans: Input channels; ImageNet weights are adapted by timm (summed for one channel).
         pretrained: ``False`` (random init), ``True`` (ImageNet weights through timm) or the path
-            of a local ``.pth``/``.safetensors`` state dict of the timm model or of this encoder.
+            of a local ``.pth``/``.safetensors`` state dict of the timm model or of this encoder,
+            or of a saltseg-pretrain file (:mod:`saltseg.models.pretrained`).
         scse: Recalibrate every stage output with scSE.
         scse_mode: ``"add"`` or ``"max"``.
         scse_reduction: cSE bottleneck ratio.
@@ -93,11 +95,13 @@ class Encoder(nn.Module):
             ) from err
 
     def load_weights(self, path: str | Path) -> None:
-        """Load a local state dict of the timm model or of a saltseg encoder.
+        """Load a local state dict of the timm model or of a saltseg encoder, or the encoder of
+        a saltseg-pretrain file.
 
         Keys may carry a ``module.``/``model.``/``encoder.`` prefix; scSE weights, if present and
         this encoder has scSE, are loaded too. A first convolution with a different number of
-        input channels is adapted the way timm adapts ImageNet weights.
+        input channels is adapted the way timm adapts ImageNet weights (not for a
+        saltseg-pretrain file, which must match the encoder and its input channels).
 
         Raises:
             SaltsegError: The file is missing or does not hold weights for this encoder.
@@ -106,6 +110,23 @@ class Encoder(nn.Module):
         if not path.is_file():
             raise SaltsegError(f"encoder weights file not found: {path}")
         state = read_state_dict(path)
+        if state.get("format") == FORMAT:
+            self.load_pretrained(read_pretrain_file(path), path)
+            return
+        self.load_state(state, path)
+
+    def load_pretrained(self, data: dict, path: Path) -> None:
+        """Load the encoder of a saltseg-pretrain file (read by
+        :func:`~saltseg.models.pretrained.read_pretrain_file`).
+
+        Raises:
+            SaltsegError: The file was pretrained for another encoder or input channels.
+        """
+        check_pretrain_model(data, self.name, self.in_chans, path)
+        self.load_state(_strip_prefixes(data["encoder"]), path)
+
+    def load_state(self, state: dict[str, torch.Tensor], path: Path) -> None:
+        """Load a state dict (prefixes already stripped) read from ``path``, named in errors."""
         own = self.model.state_dict()
         matched = {key: _find_key(key, state) for key in own}
         missing = [key for key, found in matched.items() if found is None]
@@ -140,7 +161,9 @@ def _find_key(key: str, state: dict[str, torch.Tensor]) -> str | None:
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     """A state dict from a ``.pth``/``.safetensors`` file, without ``module.``-style prefixes.
 
-    A checkpoint holding it under ``"state_dict"`` or ``"model"`` is unwrapped.
+    A checkpoint holding it under ``"state_dict"`` or ``"model"`` is unwrapped. A saltseg-pretrain
+    file gives only ``{"format": "saltseg-pretrain"}``: read it with
+    :func:`~saltseg.models.pretrained.read_pretrain_file`.
 
     Raises:
         SaltsegError: The file cannot be read or holds no state dict.
@@ -157,11 +180,17 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
             f"cannot read weights file {path} ({type(err).__name__}): expected a .pth or "
             ".safetensors state dict"
         ) from err
+    if isinstance(state, dict) and state.get("format") == FORMAT:
+        return {"format": FORMAT}
     for key in ("state_dict", "model"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]
     if not isinstance(state, dict):
         raise SaltsegError(f"{path} does not hold a state dict")
+    return _strip_prefixes(state)
+
+
+def _strip_prefixes(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     out = {}
     for key, value in state.items():
         while key.startswith(PREFIXES):

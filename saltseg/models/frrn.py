@@ -12,6 +12,7 @@ from saltseg.errors import SaltsegError
 from saltseg.models.base import Outputs, SegmentationModel, check_options, check_pretrained
 from saltseg.models.encoders import read_state_dict
 from saltseg.models.modules import ClassifierHead, ConvBnAct, upsample_to
+from saltseg.models.pretrained import FORMAT
 
 # (FRRUs, channels) per pooling level: encoder from scale 2 down, decoder back up to scale 2.
 LAYOUTS: dict[str, dict[str, list[tuple[int, int]]]] = {
@@ -174,6 +175,8 @@ class FRRN(SegmentationModel):
         if not path.is_file():
             raise SaltsegError(f"frrn weights file not found: {path}")
         state = read_state_dict(path)
+        if state.get("format") == FORMAT:
+            raise SaltsegError(f"{path} holds pretrained U-Net weights: an frrn cannot load them")
         own = self.state_dict()
         missing = [key for key in own if key not in state]
         if missing:

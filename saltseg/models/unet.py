@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -12,6 +13,9 @@ from saltseg.errors import SaltsegError
 from saltseg.models.base import Outputs, SegmentationModel, check_options, check_pretrained
 from saltseg.models.encoders import Encoder
 from saltseg.models.modules import SCSE, ClassifierHead, ConvBnAct, HypercolumnHead, upsample_to
+from saltseg.models.pretrained import read_if_pretrain
+
+log = logging.getLogger(__name__)
 
 
 class DecoderBlock(nn.Module):
@@ -62,7 +66,9 @@ class UNet(SegmentationModel):
     Args:
         encoder: timm model name.
         in_chans: Input channels (1 for the seismic image; more for extra channels like depth).
-        pretrained: ``False``, ``True`` (ImageNet through timm) or a local weights file.
+        pretrained: ``False``, ``True`` (ImageNet through timm) or a local weights file: a state
+            dict of the encoder, or a saltseg-pretrain file (``saltseg pretrain``), whose
+            encoder is loaded, and its decoder too when the shapes match.
         decoder_channels: Width of each decoder block, deepest first; derived from the encoder
             (:func:`default_decoder_channels`) when ``None``.
         decoder_width: Multiplier on the derived decoder widths.
@@ -117,9 +123,17 @@ class UNet(SegmentationModel):
             "dropout": dropout,
         }
         self.in_chans = in_chans
+        pretrain = read_if_pretrain(pretrained) if isinstance(pretrained, str) else None
         self.encoder = Encoder(
-            encoder, in_chans, pretrained, scse_encoder, scse_mode, scse_reduction
+            encoder,
+            in_chans,
+            False if pretrain is not None else pretrained,
+            scse_encoder,
+            scse_mode,
+            scse_reduction,
         )
+        if pretrain is not None:
+            self.encoder.load_pretrained(pretrain, Path(pretrained))
         self.stride = self.encoder.stride
         enc = self.encoder.out_channels
         if decoder_channels is None:
@@ -151,6 +165,21 @@ class UNet(SegmentationModel):
         self.side_heads = (
             nn.ModuleList(nn.Conv2d(w, 1, 1) for w in widths) if side_outputs else None
         )
+        self.pretrained_parts: tuple[str, ...] = ()
+        if pretrain is not None:
+            self.pretrained_parts = ("encoder", *self._load_decoder(pretrain, Path(pretrained)))
+
+    def _load_decoder(self, pretrain: dict, path: Path) -> tuple[str, ...]:
+        """Load the decoder blocks of a saltseg-pretrain file when their shapes match."""
+        state, own = pretrain.get("decoder"), self.decoder.state_dict()
+        if not isinstance(state, dict):
+            return ()
+        same = set(state) == set(own) and all(state[k].shape == v.shape for k, v in own.items())
+        if not same:
+            log.info("%s: decoder not loaded, its shapes differ from this U-Net's", path)
+            return ()
+        self.decoder.load_state_dict(state)
+        return ("decoder",)
 
     def forward_padded(self, x: torch.Tensor) -> Outputs:
         """Segment ``x`` padded to the encoder stride; see the class docstring for the outputs."""

@@ -8,7 +8,7 @@ classifier head's empty/non-empty accuracy and the OOF score against the pixel t
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +53,7 @@ class ReportData:
         ece: Expected calibration error of the pixel probabilities.
         classifier: Empty/non-empty accuracy of the classifier head and of the masks, or None.
         sweep: OOF score per threshold (``threshold, score`` and ``score_postprocessed``).
+        ancestry: Where the run comes from: initial weights, self-training round.
     """
 
     run: Path
@@ -74,6 +75,7 @@ class ReportData:
     ece: float
     classifier: dict[str, Any] | None
     sweep: pd.DataFrame
+    ancestry: list[str] = field(default_factory=list)
 
     @property
     def headline_score(self) -> float:
@@ -198,6 +200,7 @@ def analyse_inputs(inputs: RunInputs) -> ReportData:
             )
         ),
         sweep=threshold_sweep(inputs),
+        ancestry=inputs.ancestry,
     )
 
 

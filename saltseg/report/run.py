@@ -16,6 +16,7 @@ import pandas as pd
 
 from saltseg.data.tgs import load_dataset
 from saltseg.errors import SaltsegError
+from saltseg.models.pretrained import describe_init, init_text
 from saltseg.runs import Run, oof_rows
 
 CURVE_COLUMNS = ("train_loss", "val_loss", "val_metric", "val_iou")
@@ -42,6 +43,7 @@ class RunInputs:
         postprocess: The tuned settings (a ``PostProcess``), or None.
         curves: Per-epoch training metrics of each fold.
         fold_info: Contents of each ``fold_K/score.json``.
+        ancestry: Lines on where the run comes from (:func:`ancestry`).
     """
 
     run: Path
@@ -60,6 +62,27 @@ class RunInputs:
     postprocess: Any | None
     curves: dict[int, pd.DataFrame] = field(default_factory=dict)
     fold_info: dict[int, dict[str, Any]] = field(default_factory=dict)
+    ancestry: list[str] = field(default_factory=list)
+
+
+def ancestry(run: Run) -> list[str]:
+    """Where a run comes from: its initial weights (random, timm ImageNet, a saltseg-pretrain
+    file with its method, data and epochs) and, for a self-trained run, its source run, round
+    and pseudo-labels. Read from ``run.json``, else (older runs) from the config."""
+    info = run.info()
+    init = info.get("init") or describe_init(run.config().model.model_dump().get("pretrained"))
+    lines = [f"Initial weights: {init_text(init)}"]
+    selftrain = info.get("self_training")
+    if selftrain:
+        lines.append(
+            f"Self-training round {selftrain.get('round')} from run {selftrain.get('source_run')}"
+            f": {selftrain.get('pseudo_tiles')} pseudo-labelled tiles of "
+            f"{selftrain.get('unlabelled_tiles')} unlabelled, predicted by "
+            f"{selftrain.get('previous_run')}"
+        )
+    elif info.get("pseudo_tiles"):
+        lines.append(f"Trained with {info['pseudo_tiles']} pseudo-labelled tiles (data.pseudo)")
+    return lines
 
 
 def read_curves(run: str | Path) -> dict[int, pd.DataFrame]:
@@ -141,4 +164,5 @@ def load_inputs(run: str | Path, data: str | Path | None) -> RunInputs:
         postprocess=pp,
         curves=read_curves(run),
         fold_info=fold_info,
+        ancestry=ancestry(owner),
     )

@@ -121,16 +121,20 @@ def train_fold(
     run: Run,
     resume: bool = False,
     progress: bool = True,
+    extra_train: TileSet | None = None,
 ) -> dict[str, Any] | None:
     """Train one fold and write its artefacts; returns its score (None on non-zero ranks).
 
     Out-of-fold predictions use predict's default views (:data:`~saltseg.tta.DEFAULT_TTA`), so
-    post-processing is tuned on probabilities like those it is applied to.
+    post-processing is tuned on probabilities like those it is applied to. ``extra_train``
+    (pseudo-labelled tiles) joins the training tiles only.
     """
     fold_dir = run.fold_dir(fold)
     fold_dir.mkdir(parents=True, exist_ok=True)
     L.seed_everything(config.trainer.seed + fold, workers=True, verbose=False)
-    datamodule = FoldDataModule.from_config(tiles, val_index, config, config.trainer.seed + fold)
+    datamodule = FoldDataModule.from_config(
+        tiles, val_index, config, config.trainer.seed + fold, extra_train
+    )
     trainer = make_trainer(config, fold_dir, progress)
     last = run.checkpoint_path(fold, "last")
     ckpt_path = str(last) if resume and last.exists() else None

@@ -3,7 +3,8 @@ then post-processing tuned on the out-of-fold predictions (the run is ready to p
 
 The run folder is owned by :class:`saltseg.runs.Run`, which knows its layout. Every setting is
 checked (config, data, folds, model, losses, trainer) before the first write; ``resume=True``
-skips finished folds and continues the others from ``last.ckpt``.
+skips finished folds and continues the others from ``last.ckpt``. Pseudo-labelled tiles
+(``data.pseudo``) join the training tiles of every fold and never a validation fold.
 """
 
 from __future__ import annotations
@@ -20,10 +21,11 @@ import pandas as pd
 from saltseg.checkpoints import read_checkpoint
 from saltseg.config import Config
 from saltseg.data.folds import make_folds, read_folds
-from saltseg.data.tgs import TileSet, load_dataset
+from saltseg.data.tgs import TileSet, concat_tiles, load_dataset
 from saltseg.errors import SaltsegError
 from saltseg.metrics import competition_metric
 from saltseg.models import create_model
+from saltseg.models.pretrained import describe_init
 from saltseg.postprocess import PostProcess
 from saltseg.quiet import quiet_lightning
 from saltseg.runs import Run, oof_rows, tune_oof
@@ -119,6 +121,40 @@ def check_trainer(config: Config) -> None:
         raise SaltsegError(f"bad trainer settings: {text}") from None
 
 
+def absolute_paths(config: Config) -> Config:
+    """The config with its weights file (``model.pretrained``) and pseudo-label folders
+    (``data.pseudo``) made absolute, so the run's config.yaml holds paths that work anywhere."""
+    pretrained = config.model.model_dump().get("pretrained")
+    update: dict[str, Any] = {
+        "data": config.data.model_copy(
+            update={"pseudo": [Path(p).resolve() for p in config.data.pseudo]}
+        )
+    }
+    if isinstance(pretrained, str):
+        resolved = str(Path(pretrained).resolve())
+        update["model"] = config.model.model_copy(update={"pretrained": resolved})
+    return config.model_copy(update=update)
+
+
+def load_pseudo(config: Config, tiles: TileSet) -> TileSet | None:
+    """The pseudo-labelled tiles of ``data.pseudo`` (None when there are none).
+
+    Raises:
+        SaltsegError: an unreadable folder, or a tile that is also among the labelled tiles.
+    """
+    if not config.data.pseudo:
+        return None
+    pseudo = concat_tiles([load_dataset(folder, "train") for folder in config.data.pseudo])
+    labelled = set(tiles.ids)
+    clash = [i for i in pseudo.ids if i in labelled]
+    if clash:
+        raise SaltsegError(
+            f"pseudo-labelled tile {clash[0]!r} is also a labelled tile ({len(clash)} such "
+            "tiles): pseudo-label tiles that have no label"
+        )
+    return pseudo
+
+
 def check_run_inputs(config: Config, data: Path | None, folds: list[int] | None) -> Path:
     """Everything that can be checked before training: data folder, fold indices, the model,
     the losses and the trainer settings."""
@@ -129,8 +165,9 @@ def check_run_inputs(config: Config, data: Path | None, folds: list[int] | None)
     for fold in chosen or []:
         if not 0 <= fold < config.data.k:
             raise SaltsegError(f"fold {fold} out of range: the run has k={config.data.k} folds")
-    try:
-        create_model(config.model_kwargs(pretrained=False))
+    weights_file = isinstance(config.model.model_dump().get("pretrained"), str)
+    try:  # a weights file is read now (ImageNet weights are not fetched to check a recipe)
+        create_model(config.model_kwargs(pretrained=weights_file))
     except (TypeError, ValueError) as err:
         raise SaltsegError(f"bad model config: {str(err).splitlines()[0]}") from None
     try:
@@ -164,7 +201,9 @@ def train_kfold(
         overwrite: Replace a saltseg run in ``out`` once every setting has been checked: its own
             files are set aside in ``out/.replaced`` and deleted when training has finished.
         progress: Show progress bars.
-        info: Extra facts recorded in the run's ``run.json``.
+        info: Extra facts recorded in the run's ``run.json`` (besides ``init``, where the
+            initial weights come from, and ``pseudo_tiles``, the number of pseudo-labelled
+            tiles of ``data.pseudo``).
 
     Returns:
         The OOF summary written to ``oof_score.json``, plus ``tuned``: the OOF score with the
@@ -178,6 +217,8 @@ def train_kfold(
     is_zero = _is_rank_zero()
     if is_zero:
         run.check_new(resume, overwrite)
+    if config is not None:
+        config = absolute_paths(config)
     if resume:
         config = resume_config(run.config(), config)
     elif config is None:
@@ -185,6 +226,7 @@ def train_kfold(
     root = check_run_inputs(config, Path(data) if data else None, folds).resolve()
     config = config.model_copy(update={"data": config.data.model_copy(update={"root": root})})
     tiles = load_dataset(root, "train")
+    pseudo = load_pseudo(config, tiles)
     frame = split_folds(config, tiles, run, resume)
     chosen = folds if folds is not None else (config.folds or list(range(config.data.k)))
     if resume:
@@ -192,6 +234,9 @@ def train_kfold(
             last = run.checkpoint_path(fold, "last")
             if run.fold_summary(fold) is None and last.exists():
                 read_checkpoint(last)  # a truncated or foreign file fails here, not mid-fit
+    info = {"init": describe_init(config.model.model_dump().get("pretrained")), **(info or {})}
+    if pseudo is not None:
+        info["pseudo_tiles"] = len(pseudo)
     if is_zero:
         run.initialise(config, frame, resume, overwrite, info)
     fold_of = frame.set_index("id").loc[tiles.ids, "fold"].to_numpy()
@@ -202,7 +247,7 @@ def train_kfold(
             log.info("fold %d already finished, skipped", fold)
             continue
         val_index = np.flatnonzero(fold_of == fold)
-        result = train_fold(config, tiles, val_index, fold, run, resume, progress)
+        result = train_fold(config, tiles, val_index, fold, run, resume, progress, pseudo)
         if result is not None:
             scores[fold] = result
     if not scores:  # a non-zero rank of a multi-process run

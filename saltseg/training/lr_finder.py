@@ -14,7 +14,7 @@ from saltseg.data.tgs import load_dataset
 from saltseg.errors import SaltsegError
 from saltseg.io import atomic_path, check_output_file
 from saltseg.training.fold import make_trainer
-from saltseg.training.kfold import check_run_inputs, split_folds
+from saltseg.training.kfold import check_run_inputs, load_pseudo, split_folds
 from saltseg.training.module import SaltModule
 
 
@@ -69,9 +69,10 @@ def find_lr(
     out = check_output_file(out, overwrite)
     root = check_run_inputs(config, Path(data) if data else None, [fold])
     tiles = load_dataset(root, "train")
+    pseudo = load_pseudo(config, tiles)
     frame = split_folds(config, tiles)  # the split that training uses
     val_index = np.flatnonzero(frame["fold"].to_numpy() == fold)
-    datamodule = FoldDataModule.from_config(tiles, val_index, config, config.trainer.seed)
+    datamodule = FoldDataModule.from_config(tiles, val_index, config, config.trainer.seed, pseudo)
     module = SaltModule(config)
     with tempfile.TemporaryDirectory() as tmp:
         trainer = make_trainer(
