@@ -60,3 +60,16 @@ def write_section(name: str, body: str) -> None:
     tmp = RESULTS.with_suffix(".tmp")
     tmp.write_text(text)
     tmp.replace(RESULTS)
+
+
+def link_labelled(data: Path, ids: list[str], out: Path) -> Path:
+    """A Kaggle-layout folder of the labelled tiles ``ids`` of ``data``, as symlinks."""
+    for kind in ("images", "masks"):
+        (out / "train" / kind).mkdir(parents=True)
+        for tile_id in ids:
+            src = (data / "train" / kind / f"{tile_id}.png").resolve()
+            (out / "train" / kind / f"{tile_id}.png").symlink_to(src)
+    for name in ("train.csv", "depths.csv"):
+        if (data / name).exists():
+            (out / name).symlink_to((data / name).resolve())
+    return out

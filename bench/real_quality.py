@@ -46,7 +46,7 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _results import machine, write_section  # noqa: E402
+from _results import link_labelled, machine, write_section  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT.parent / "shared" / "tgs-sample"
@@ -72,15 +72,7 @@ def subset_folder(data: Path, n: int, out: Path) -> Path:
     if n >= len(ids):
         return data
     chosen = sorted(np.random.default_rng(0).choice(ids, n, replace=False))
-    for kind in ("images", "masks"):
-        (out / "train" / kind).mkdir(parents=True)
-        for tile_id in chosen:
-            src = (data / "train" / kind / f"{tile_id}.png").resolve()
-            (out / "train" / kind / f"{tile_id}.png").symlink_to(src)
-    for name in ("train.csv", "depths.csv"):
-        if (data / name).exists():
-            (out / name).symlink_to((data / name).resolve())
-    return out
+    return link_labelled(data, chosen, out)
 
 
 def tune(

@@ -39,25 +39,12 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _results import machine, write_section  # noqa: E402
+from _results import link_labelled, machine, write_section  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT.parent / "shared" / "tgs-sample"
 RECIPE = ROOT / "configs" / "resnet34-cpu.yaml"
 HELD_OUT = 500
-
-
-def link_labelled(data: Path, ids: list[str], out: Path) -> Path:
-    """A Kaggle-layout folder of the labelled tiles ``ids`` of ``data``, as symlinks."""
-    for kind in ("images", "masks"):
-        (out / "train" / kind).mkdir(parents=True)
-        for tile_id in ids:
-            src = (data / "train" / kind / f"{tile_id}.png").resolve()
-            (out / "train" / kind / f"{tile_id}.png").symlink_to(src)
-    for name in ("train.csv", "depths.csv"):
-        if (data / name).exists():
-            (out / name).symlink_to((data / name).resolve())
-    return out
 
 
 def link_unlabelled(data: Path, ids: list[str], out: Path) -> Path:
