@@ -28,12 +28,18 @@ def machine() -> str:
 
 
 def median_seconds(contenders: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
-    """Median wall time of each contender over ``repeats`` passes, taken in turns."""
+    """Median wall time of each contender over ``repeats`` passes, taken in turns.
+
+    The order of the turn rotates from one pass to the next, so that no contender always runs
+    right after another one (caches, clock boost).
+    """
     times: dict[str, list[float]] = {name: [] for name in contenders}
-    for _ in range(repeats):
-        for name, fn in contenders.items():
+    names = list(contenders)
+    for rep in range(repeats):
+        shift = rep % len(names)
+        for name in names[shift:] + names[:shift]:
             start = time.perf_counter()
-            fn()
+            contenders[name]()
             times[name].append(time.perf_counter() - start)
     return {name: statistics.median(values) for name, values in times.items()}
 

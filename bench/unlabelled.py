@@ -4,23 +4,25 @@ On the real sample (../shared/tgs-sample: 2000 labelled tiles in train/, 6000 un
 500 labelled tiles are held back (seed 0) and only scored. From the other 1500, the first N of a
 seeded shuffle are the labelled training tiles, for each N of ``--labelled`` (nested sets). The
 resnet34 CPU recipe (``configs/resnet34-cpu.yaml``, ``model.pretrained=false``) is trained by
-``train_kfold`` (k folds, ``--epochs`` epochs, the same folds for every contender) from:
+``train_kfold`` (k folds, ``--epochs`` epochs per labelled count, the same folds for every
+contender) from:
 
 - random init;
 - each ``--methods`` pretraining file (``saltseg.pretrain``), pretrained once on the unlabelled
   tiles (``--unlabelled`` of them, seeded) for ``--pretrain-epochs``, loaded with
   ``model.pretrained=FILE`` (mim: encoder and decoder; vicregl, simclr: encoder);
 - one self-training round (``saltseg.selftrain``) from the random-init run: its fold ensemble
-  pseudo-labels the unlabelled tiles (flip TTA, its tuned post-processing, the confidence rule of
-  ``--band``/``--max-uncertain``), then the same recipe, epochs and folds on the labelled plus
-  the pseudo-labelled tiles (more steps per epoch: its wall time says how many more).
+  pseudo-labels ``--self-ratio`` x N of the unlabelled tiles (flip TTA, its tuned
+  post-processing, the confidence rule of ``--band``/``--max-uncertain``), then the same recipe
+  and folds on the labelled plus the pseudo-labelled tiles, with the epochs scaled by
+  N / (N + pseudo pool) so that it takes no more optimizer steps than the others.
 
 Every run's fold ensemble predicts the 500 held-out tiles (flip TTA) and is scored with the
 competition metric at threshold 0.5. Pretraining runs once per method, shared by every N, and
 its cost is reported on its own. All in one process, one contender after another, with the same
 thread count. Run from the repository root, e.g.::
 
-    python bench/unlabelled.py --threads 2 --epochs 4 --pretrain-epochs 5 --labelled 100,1000
+    python bench/unlabelled.py --threads 2 --epochs 16,4 --pretrain-epochs 3 --labelled 100,1000
 
 Smoke run: ``--labelled 100 --unlabelled 200 --epochs 1 --pretrain-epochs 1 --no-write``.
 """
@@ -60,7 +62,7 @@ def held_out_score(run: Path, tiles: Any) -> float:
     from saltseg.inference.ensemble import Ensemble
     from saltseg.metrics import competition_metric
 
-    probs = Ensemble.load([run]).predict(tiles.images, tiles.depths, batch_size=64)["mask"]
+    probs = Ensemble.load([run]).predict(tiles.images, tiles.depths)["mask"]
     return competition_metric(tiles.masks, probs > 0.5)
 
 
@@ -98,6 +100,7 @@ def render(rows: list[dict[str, Any]], pretrained: list[dict[str, Any]], args, n
             f"{p['seconds']:.0f} | {p['losses'][0]:.4f} -> {p['losses'][-1]:.4f} |"
         )
     command = shlex.join(["python", "bench/unlabelled.py", *sys.argv[1:]])
+    epochs = ", ".join(f"{e} at {n} labelled" for n, e in args.epochs_of.items())
     return f"""## Learning from unlabelled tiles (`bench/unlabelled.py`)
 
 `{command}`
@@ -105,10 +108,11 @@ def render(rows: list[dict[str, Any]], pretrained: list[dict[str, Any]], args, n
 Real sample: {HELD_OUT} labelled tiles held back (seed 0) and scored with the competition metric
 at threshold 0.5 (fold ensemble, flip TTA); the labelled training tiles are the first N of a
 seeded shuffle of the other {2000 - HELD_OUT}. `configs/resnet34-cpu.yaml` with
-`model.pretrained=false`, {args.k} folds, {args.epochs} epoch(s) for every contender, from random
-init, from each pretraining file, and after one self-training round (pseudo-labels of the
-{n_unl} unlabelled tiles by the random-init run, band {args.band}, at most
-{args.max_uncertain:.0%} uncertain pixels; same epochs, so more steps). Pretraining on the
+`model.pretrained=false`, {args.k} folds, {epochs} epoch(s) for every contender, from random
+init, from each pretraining file, and after one self-training round (pseudo-labels of
+{args.self_ratio:g} x N of the unlabelled tiles by the random-init run, band {args.band}, at most
+{args.max_uncertain:.0%} uncertain pixels; epochs scaled by N / (N + that pool), so no more
+optimizer steps than the others). Pretraining on the
 {n_unl} unlabelled test tiles, {args.pretrain_epochs} epoch(s), batch {args.pretrain_batch},
 cost below. {args.threads} torch thread(s), device {args.device}.
 Machine: {machine()}.
@@ -124,13 +128,21 @@ Pretraining cost (once per method, shared by every N):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=SAMPLE, help="Kaggle-layout data folder")
-    parser.add_argument("--epochs", type=int, default=4, help="fine-tuning epochs")
+    parser.add_argument(
+        "--epochs",
+        type=str,
+        default="4",
+        help="fine-tuning epochs: one value, or one per --labelled count (e.g. 16,4)",
+    )
     parser.add_argument("--pretrain-epochs", type=int, default=5)
     parser.add_argument("--pretrain-batch", type=int, default=64)
     parser.add_argument("--labelled", type=str, default="100,1000", help="labelled tile counts")
     parser.add_argument("--methods", type=str, default="mim,vicregl,simclr")
     parser.add_argument("--unlabelled", type=int, default=None, help="subsample N unlabelled")
     parser.add_argument("--k", type=int, default=3, help="folds of every fine-tuning run")
+    parser.add_argument(
+        "--self-ratio", type=float, default=1.0, help="unlabelled tiles per labelled tile"
+    )
     parser.add_argument("--band", type=str, default="0.2,0.8")
     parser.add_argument("--max-uncertain", type=float, default=0.02)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
@@ -139,6 +151,12 @@ def main() -> None:
     parser.add_argument("--keep-runs", type=Path, default=None, help="keep the runs here")
     args = parser.parse_args()
     sizes = [int(n) for n in args.labelled.split(",")]
+    epochs = [int(e) for e in args.epochs.split(",")]
+    if len(epochs) == 1:
+        epochs *= len(sizes)
+    if len(epochs) != len(sizes):
+        sys.exit(f"--epochs has {len(epochs)} values for {len(sizes)} --labelled counts")
+    args.epochs_of = dict(zip(sizes, epochs, strict=True))
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     band = tuple(float(v) for v in args.band.split(","))
 
@@ -198,10 +216,13 @@ def main() -> None:
             rows.append({"labelled": n, "init": init, "score": score, "seconds": seconds})
             rows[-1]["notes"] = notes
             print(rows[-1], flush=True)
+            if not args.no_write:  # keep what is measured should a later contender fail
+                partial = f"Partial: {len(rows)} row(s) measured so far; the run goes on.\n\n"
+                write_section("unlabelled", partial + render(rows, pretrained, args, len(test)))
 
         for n in sizes:
             data = link_labelled(args.data, pool[:n], work / f"labelled_{n}")
-            fixed = [f"trainer.epochs={args.epochs}", f"data.k={args.k}"]
+            fixed = [f"trainer.epochs={args.epochs_of[n]}", f"data.k={args.k}"]
             config = load_config(
                 RECIPE, ["model.pretrained=false", f"trainer.accelerator={accelerator}", *fixed]
             )
@@ -215,16 +236,20 @@ def main() -> None:
                 report(n, f"{method} pretraining", run, seconds)
             started = time.perf_counter()
             name = "self-training round 1 (from random)"
+            pool_size = min(len(test), max(1, round(args.self_ratio * n)))
+            pool_dir = link_unlabelled(args.data, test.ids[:pool_size], work / f"pool_{n}")
+            self_epochs = max(1, round(args.epochs_of[n] * n / (n + pool_size)))
             try:
                 summary = self_train(
                     random_run,
-                    unlabelled,
+                    pool_dir,
                     1,
                     work / f"self_{n}",
                     data=data,
                     band=band,
                     max_uncertain=args.max_uncertain,
                     progress=False,
+                    overrides=[f"trainer.epochs={self_epochs}"],
                 )
             except SaltsegError as err:
                 report(n, name, None, None, str(err))
@@ -232,7 +257,7 @@ def main() -> None:
                 done = summary["finished"][0]
                 notes = (
                     f"{done['pseudo_tiles']} of {done['unlabelled_tiles']} unlabelled tiles "
-                    "pseudo-labelled; s include their prediction"
+                    f"pseudo-labelled; {self_epochs} epoch(s); s include their prediction"
                 )
                 report(n, name, Path(done["run"]), time.perf_counter() - started, notes)
     body = render(rows, pretrained, args, len(test))

@@ -528,6 +528,10 @@ def self_train(
     overwrite: Annotated[
         bool, typer.Option(help="Replace an earlier self-training result in --out.")
     ] = False,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Override a key of the run's recipe: section.key=value."),
+    ] = None,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
 ) -> None:
     """Self-training: pseudo-label the confident unlabelled tiles with the run's ensemble and
@@ -551,6 +555,7 @@ def self_train(
         batch_size=batch_size,
         progress=progress,
         echo=typer.echo,
+        overrides=set_ or (),
     )
     last = summary["finished"][-1]
     typer.echo(f"wrote {out}/self-train.json; the last round's run is {last['run']}")

@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from saltseg.config import Config
+from saltseg.config import Config, apply_overrides, config_from_dict
 from saltseg.data.tgs import load_dataset
 from saltseg.errors import SaltsegError
 from saltseg.inference.pipeline import MANIFEST as PREDICT_MANIFEST
@@ -123,6 +123,7 @@ def self_train(
     batch_size: int = 8,
     progress: bool = True,
     echo: Callable[[str], Any] | None = None,
+    overrides: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Run ``rounds`` rounds of self-training from a finished run (see the module docstring).
 
@@ -140,6 +141,9 @@ def self_train(
         batch_size: Tiles per forward pass when predicting.
         progress: Show progress bars.
         echo: Called with one line per finished round.
+        overrides: ``section.key=value`` changes to the source recipe for every round (e.g.
+            ``trainer.epochs=2``, to keep the number of steps when pseudo-labels add tiles);
+            the folds and data keys are the round's own.
 
     Returns:
         The content of ``self-train.json``: settings and, per round, the pseudo-label counts,
@@ -157,6 +161,8 @@ def self_train(
     out = Path(out)
     check_output(out, rounds, overwrite, source)
     config = source.config()
+    if overrides:
+        config = config_from_dict(apply_overrides(config.model_dump(mode="json"), list(overrides)))
     root = Path(data) if data is not None else config.data.root
     if root is None:
         raise SaltsegError(f"{source.root}: no data folder in its config: pass --data")
@@ -184,6 +190,7 @@ def self_train(
         "band": list(band),
         "max_uncertain": max_uncertain,
         "tta": list(views),
+        "overrides": list(overrides),
         "finished": [],
     }
     out.mkdir(parents=True, exist_ok=True)

@@ -57,7 +57,14 @@ def test_a_round_keeps_the_folds_and_never_validates_pseudo_tiles(
     out = tmp_path / "self"
     lines = []
     summary = self_train(
-        tiny_run, tiny_data, 1, out, max_uncertain=1.0, progress=False, echo=lines.append
+        tiny_run,
+        tiny_data,
+        1,
+        out,
+        max_uncertain=1.0,
+        progress=False,
+        echo=lines.append,
+        overrides=["trainer.seed=7"],
     )
     assert checksums(tiny_run) == before
     assert lines[0].startswith("round 1: 10 of 10 unlabelled tiles kept")
@@ -78,6 +85,7 @@ def test_a_round_keeps_the_folds_and_never_validates_pseudo_tiles(
     assert run.oof()["ids"] == sorted(labelled.ids)
     assert run.postprocess() is not None
     assert run.config().data.pseudo == [(out / "round_1" / "pseudo").resolve()]
+    assert run.config().trainer.seed == 7 and source.config().trainer.seed != 7
     info = run.info()["self_training"]
     assert info["round"] == 1 and info["pseudo_tiles"] == 10
     assert info["source_run"] == str(tiny_run.resolve())
@@ -122,6 +130,10 @@ def test_bad_inputs_are_one_line_errors_and_write_nothing(tiny_data, tiny_run, t
         (["--run", tiny_run, "--unlabelled", tiny_data, "--rounds", "0"], "rounds must be"),
         (["--run", tiny_run, "--unlabelled", tiny_data, "--band", "0.8,0.2"], "band must"),
         (["--run", tiny_data, "--unlabelled", tiny_data], "is not a saltseg run folder"),
+        (
+            ["--run", tiny_run, "--unlabelled", tiny_data, "--set", "trainer.epochs=0"],
+            "bad config: trainer.epochs",
+        ),
     ]
     runner = CliRunner()
     for args, message in cases:
