@@ -301,7 +301,10 @@ def train(
 def pretrain(
     data: Annotated[
         list[Path],
-        typer.Option(help="Data folder: Kaggle layout or PNG tiles (repeat for several)."),
+        typer.Option(
+            help="Data folder (Kaggle layout or PNG tiles) or seismic file (SEG-Y, .npy, "
+            "large image): repeat for several."
+        ),
     ],
     config: Annotated[Path, typer.Option(help="Recipe YAML whose U-Net is pretrained.")],
     out: Annotated[Path, typer.Option(help="Output file, e.g. mim.pt.")],
@@ -311,7 +314,10 @@ def pretrain(
         int | None, typer.Option(help="Tiles per step (default: the recipe's batch size).")
     ] = None,
     lr: Annotated[float, typer.Option(help="Peak learning rate (AdamW, cosine).")] = 1e-3,
-    seed: Annotated[int, typer.Option(help="Seed of the weights, batches and views.")] = 0,
+    windows: Annotated[
+        int, typer.Option(min=1, help="Most 101x101 windows drawn from one seismic file.")
+    ] = 10000,
+    seed: Annotated[int, typer.Option(help="Seed of the weights, batches, views, windows.")] = 0,
     device: Annotated[
         str | None, typer.Option(help="cpu or cuda (default: a GPU if the recipe allows one).")
     ] = None,
@@ -323,7 +329,8 @@ def pretrain(
     ] = False,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
-    """Self-supervised pretraining of a recipe's U-Net on unlabelled tiles (labels ignored).
+    """Self-supervised pretraining of a recipe's U-Net on unlabelled tiles (labels ignored) and
+    on windows of seismic lines and cubes (scaled as predict-volume scales them).
 
     Then train with --set model.pretrained=OUT (any recipe with the same encoder): mim gives the
     encoder and decoder, vicregl and simclr the encoder.
@@ -344,6 +351,7 @@ def pretrain(
         seed=seed,
         device=device,
         progress=progress,
+        max_windows=windows,
     )
     losses = summary["losses"]
     trend = f"loss {losses[0]:.4f} -> {losses[-1]:.4f}" if losses else "no step"

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import lightning as L
 import numpy as np
 import pandas as pd
 import pytest
+import segyio
 import torch
 from typer.testing import CliRunner
 
@@ -18,11 +21,13 @@ from saltseg.errors import SaltsegError
 from saltseg.models import create_model
 from saltseg.models.pretrained import describe_init, init_text
 from saltseg.pretrain import build_method, list_methods, pretrain
+from saltseg.pretrain.sections import section_windows
 from saltseg.pretrain.views import ViewSettings, make_views, patch_mask
 from saltseg.report.run import ancestry
 from saltseg.runs import Run
 from saltseg.training.kfold import train_kfold
 from saltseg.training.module import SaltModule
+from saltseg.volume.scaling import apply_clip
 from tests.helpers import CONFIGS, TINY, tiny_config
 
 FAST = ["model.encoder=mobilenetv3_small_050", "trainer.limit_val_batches=1"]
@@ -228,3 +233,86 @@ def test_report_ancestry_names_the_initial_weights(mim_file, tmp_path):
     old = Run(tmp_path / "old")  # a run.json without "init": read from the config
     old.initialise(fast_config("model.pretrained=true"), frame)
     assert ancestry(old) == ["Initial weights: timm ImageNet weights"]
+
+
+# --- windows of seismic files ------------------------------------------------------------------
+
+SEGY = Path(__file__).resolve().parents[1].parent / "shared" / "segy-sample"
+
+
+def _grid_windows(cube: np.ndarray, low: float, high: float) -> dict[bytes, tuple[int, int, int]]:
+    """Every window of the inline grid of ``cube`` (il, xl, samples), keyed by its bytes."""
+    found = {}
+    for line in range(cube.shape[0]):
+        section = apply_clip(cube[line].T, low, high)
+        for r in range(0, section.shape[0] - 100, 101):
+            for c in range(0, section.shape[1] - 100, 101):
+                found[section[r : r + 101, c : c + 101].tobytes()] = (line, r, c)
+    return found
+
+
+def test_npy_cube_windows_are_grid_windows_scaled_like_predict_volume(tmp_path):
+    cube = np.random.default_rng(0).normal(0, 1000, (4, 250, 230)).astype(np.float32)
+    path = tmp_path / "cube.npy"
+    np.save(path, cube)
+    windows, info = section_windows(path, max_windows=1000)
+    low, high = np.percentile(cube, [1, 99])
+    assert info["clip"] == pytest.approx([low, high], rel=1e-5)
+    assert info["windows_on_grid"] == 4 * 2 * 2 and info["images"] == 16  # no crossline fits
+    grid = _grid_windows(cube, *info["clip"])
+    assert windows.shape == (16, 101, 101) and windows.dtype == np.float32
+    assert {w.tobytes() for w in windows} == set(grid)
+    some, _ = section_windows(path, max_windows=5, seed=1)
+    again, _ = section_windows(path, max_windows=5, seed=1)
+    other, _ = section_windows(path, max_windows=5, seed=2)
+    assert len(some) == 5 and np.array_equal(some, again)
+    assert {w.tobytes() for w in some} <= set(grid) and not np.array_equal(some, other)
+
+
+def test_windows_touching_a_missing_trace_are_left_out(tmp_path):
+    cube = np.random.default_rng(1).normal(0, 1, (3, 202, 110)).astype(np.float32)
+    missing = (1, 150)
+    path = tmp_path / "holes.sgy"
+    spec = segyio.spec()
+    spec.format, spec.samples, spec.tracecount = 5, list(range(110)), 3 * 202 - 1
+    with segyio.create(path, spec) as f:
+        i = 0
+        for il in range(3):
+            for xl in range(202):
+                if (il, xl) == missing:
+                    continue
+                f.header[i] = {segyio.su.iline: 10 + il, segyio.su.xline: 100 + xl}
+                f.trace[i] = cube[il, xl]
+                i += 1
+    windows, info = section_windows(path, max_windows=100)
+    assert info["windows_on_grid"] == 6 and len(windows) == 5
+    grid = _grid_windows(cube, *info["clip"])
+    lines = sorted(grid[w.tobytes()] for w in windows)
+    assert (1, 0, 101) not in lines and len(set(lines)) == 5
+
+
+def test_pretraining_on_a_segy_line_and_tiles(tiny_data, tmp_path):
+    if not SEGY.is_dir():
+        pytest.skip(f"SEG-Y sample not found at {SEGY}")
+    torch.set_num_threads(1)
+    line = SEGY / "volve-line-il10117.sgy"
+    out = tmp_path / "mim.pt"
+    before = line.read_bytes()
+    sets = [x for item in [*TINY, *FAST] for x in ("--set", item)]
+    base = ["pretrain", "--config", str(CONFIGS / "demo.yaml"), *sets, "--out", str(out)]
+    runner = CliRunner()
+    small = runner.invoke(app, [*base, "--data", str(SEGY / "f3.sgy"), "--no-progress"])
+    assert small.exit_code == 2 and "smaller than one 101x101 window" in small.output
+    assert len(small.output.strip().splitlines()) == 1 and not out.exists()
+    args = ["--data", str(line), "--data", str(tiny_data), "--epochs", "1", "--windows", "7"]
+    result = runner.invoke(app, [*base, *args, "--batch-size", "11", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert "mim on 33 images" in result.output  # 7 windows of the line + 26 tiles
+    assert line.read_bytes() == before
+    saved = torch.load(out, weights_only=True)
+    seismic, tiles = saved["data"]
+    assert seismic["file"] == str(line.resolve()) and seismic["images"] == 7
+    assert seismic["shape"] == [1, 202, 1125] and seismic["windows_on_grid"] == 2 * 11
+    assert tiles["images"] == 26
+    init = describe_init(str(out))
+    assert f"{line.resolve()} (7)" in init_text(init)

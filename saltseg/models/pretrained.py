@@ -7,7 +7,8 @@ A pretraining file is a ``torch.save`` of plain values, read back with
     version     1
     method      e.g. "mim", "vicregl", "simclr"
     model       {"name": "unet", "encoder": "resnet34", "in_chans": 1}
-    data        [{"folder": ..., "images": N}, ...]
+    data        [{"folder": ..., "images": N}, ...]; a seismic file: {"file": ..., "images": N,
+                "shape": ..., "clip": [low, high], "windows_on_grid": M, "directions": [...]}
     images      total number of images seen per epoch
     epochs      training epochs, steps: optimiser steps
     encoder     state dict of the U-Net's encoder
@@ -138,7 +139,9 @@ def init_text(init: dict[str, Any]) -> str:
     if kind == "random":
         return "random"
     if kind == "pretrain":
-        folders = ", ".join(f"{d['folder']} ({d['images']})" for d in init.get("data", []))
+        folders = ", ".join(
+            f"{d.get('folder') or d.get('file')} ({d['images']})" for d in init.get("data", [])
+        )
         parts = "encoder and decoder" if init.get("decoder_trained") else "encoder"
         return (
             f"{init.get('method')} pretraining ({parts}), {init.get('epochs')} epoch(s) on "

@@ -1,9 +1,11 @@
-"""The images of pretraining: every tile PNG of some folders, labels ignored.
+"""The images of pretraining: every tile PNG of some folders, and windows of seismic files.
 
 A folder is a Kaggle-layout data folder (its ``train/images`` and ``test/images``, whichever
-exist) or any folder of 101x101 PNG tiles. Depths come from a ``depths.csv`` beside the images
-(Kaggle layout: in the data folder) and are read only when the recipe has a depth channel;
-without that file they are unknown (the depth channel is then 0, as at inference).
+exist) or any folder of 101x101 PNG tiles; labels are ignored. Depths come from a ``depths.csv``
+beside the images (Kaggle layout: in the data folder) and are read only when the recipe has a
+depth channel; without that file they are unknown (the depth channel is then 0, as at inference).
+A file (SEG-Y line or cube, ``.npy``, image of any size) gives windows cut from its sections
+(:mod:`saltseg.pretrain.sections`), whose depths are unknown.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import numpy as np
 from saltseg.data.tgs import SPLITS, read_depths
 from saltseg.data.tiles_io import read_image
 from saltseg.errors import SaltsegError
+from saltseg.pretrain.sections import DEFAULT_WINDOWS, SEISMIC_SUFFIXES, section_windows
 
 
 @dataclass
@@ -52,17 +55,26 @@ def image_paths(data: str | Path) -> tuple[list[Path], Path]:
     return [p for folder in folders for p in sorted(folder.glob("*.png"))], root
 
 
-def load_images(data: Sequence[str | Path], depths: bool = False) -> ImageSet:
-    """Every tile image of the folders ``data`` (a folder named twice is read once).
+def load_images(
+    data: Sequence[str | Path],
+    depths: bool = False,
+    max_windows: int = DEFAULT_WINDOWS,
+    seed: int = 0,
+) -> ImageSet:
+    """Every tile image of the folders ``data`` and windows of its seismic files (an entry
+    named twice is read once).
 
     Args:
-        data: Data folders (Kaggle layout or plain folders of PNG tiles).
+        data: Data folders (Kaggle layout or plain folders of PNG tiles) and seismic files
+            (``.sgy``/``.segy``, ``.npy``, ``.png``/``.tif`` sections of any size).
         depths: Read the depths from each folder's ``depths.csv``, when it has one (it must then
             list all its tiles).
+        max_windows: Most windows drawn from one seismic file.
+        seed: Seed of the windows drawn.
 
     Raises:
-        SaltsegError: no folder, a missing folder, no PNG at all, an unreadable or
-            non-101x101 PNG, a missing depth.
+        SaltsegError: no entry, a missing folder or file, no image at all, an unreadable or
+            non-101x101 PNG tile, a missing depth, a seismic file that gives no window.
     """
     if not data:
         raise SaltsegError("no data folder given for pretraining")
@@ -73,6 +85,13 @@ def load_images(data: Sequence[str | Path], depths: bool = False) -> ImageSet:
         if resolved in seen:
             continue
         seen.add(resolved)
+        seismic = not resolved.exists() and resolved.suffix.lower() in SEISMIC_SUFFIXES
+        if resolved.is_file() or seismic:
+            windows, info = section_windows(folder, max_windows, seed)
+            images += list(windows)
+            depth_parts.append(np.full(len(windows), np.nan, dtype=np.float32))
+            sources.append(info)
+            continue
         paths, root = image_paths(folder)
         if not paths:
             continue

@@ -24,6 +24,7 @@ from saltseg.models import create_model
 from saltseg.models.pretrained import FORMAT, VERSION, is_pretrain_file
 from saltseg.pretrain.data import ImageSet, load_images
 from saltseg.pretrain.methods import PretrainMethod, check_method, create_method
+from saltseg.pretrain.sections import DEFAULT_WINDOWS
 from saltseg.rle import TILE
 
 
@@ -203,6 +204,7 @@ def pretrain(
     seed: int = 0,
     device: str | None = None,
     progress: bool = True,
+    max_windows: int = DEFAULT_WINDOWS,
 ) -> dict[str, Any]:
     """Pretrain a recipe's U-Net on every tile of ``data`` and save it to ``out``.
 
@@ -210,12 +212,14 @@ def pretrain(
 
     Args:
         config: The recipe (a :class:`Config` or a YAML path).
-        data: One or more data folders (Kaggle layout or plain folders of PNG tiles).
+        data: One or more data folders (Kaggle layout or plain folders of PNG tiles) and
+            seismic files (SEG-Y, ``.npy``, large images), which give windows of their sections.
         method: ``mim``, ``vicregl`` or ``simclr`` (:func:`~saltseg.pretrain.methods.list_methods`).
         epochs: Passes over the images.
         out: The file to write.
         overwrite: Replace ``out`` if it is an earlier saltseg-pretrain file.
         batch_size, lr, max_steps, seed, device, progress: As :func:`pretrain_images`.
+        max_windows: Most windows drawn from one seismic file (seeded by ``seed``).
 
     Returns:
         The file's facts (no weights) and ``file``, the path written.
@@ -231,7 +235,9 @@ def pretrain(
     out = check_pretrain_output(out, overwrite)
     build_method(config, method, seed, "cpu")  # a bad recipe fails before the images are read
     folders = [data] if isinstance(data, str | Path) else list(data)
-    images = load_images(folders, depths="depth" in config.data.extra_channels)
+    images = load_images(
+        folders, "depth" in config.data.extra_channels, max_windows=max_windows, seed=seed
+    )
     payload = pretrain_images(
         config, images, method, epochs, batch_size, lr, max_steps, seed, device, progress
     )
