@@ -163,6 +163,13 @@ class Peer:
         self.seen[val] = True
         self.seconds += time.perf_counter() - started
 
+    def fold_score(self, fold: int) -> float:
+        """Competition metric at 0.5 of this fold's out-of-fold tiles."""
+        from saltseg.metrics import competition_metric
+
+        val = self.fold_of == fold
+        return competition_metric(self.tiles.masks[val], self.oof[val] > 0.5)
+
     def result(self) -> Result:
         started = time.perf_counter()
         seen = self.seen
@@ -218,6 +225,18 @@ class Recipe:
         )
         self.done.append(fold)
         self.seconds += time.perf_counter() - started
+
+    def fold_score(self, fold: int) -> float:
+        """Competition metric at 0.5 of this fold's out-of-fold tiles."""
+        from saltseg.data.tgs import load_dataset
+        from saltseg.metrics import competition_metric
+        from saltseg.runs import Run, oof_rows
+
+        oof = Run(self.out).oof()
+        mine = np.flatnonzero(np.asarray(oof["fold"]) == fold)
+        tiles = load_dataset(self.data, "train")
+        rows = oof_rows([oof["ids"][i] for i in mine], tiles)
+        return competition_metric(tiles.masks[rows], oof["mask"][mine] > 0.5)
 
     def result(self) -> Result:
         from saltseg.data.tgs import load_dataset
@@ -348,7 +367,8 @@ def main() -> None:
         for fold in folds:
             for contender in contenders:
                 contender.fold(fold)
-                print(f"fold {fold}: {contender.name} done", flush=True)
+                score = contender.fold_score(fold)
+                print(f"fold {fold}: {contender.name} done, mAP @0.5 {score:.4f}", flush=True)
         results = [contender.result() for contender in contenders]
         for result in results:
             seconds = " ".join(f"{s:.0f}" for s in result.epoch_seconds)
