@@ -26,7 +26,8 @@ tuning. Run from the repository root, e.g.::
         --recipe configs/resnet34.yaml --recipe configs/resnet34-cpu.yaml
 
 A ``--recipe`` may carry its own overrides: ``--recipe "configs/resnet34.yaml optim.lr=0.01"``.
-Smoke runs: ``--tiles 200 --folds 0 --epochs 1 --threads 1 --no-write``.
+Smoke runs: ``--tiles 200 --folds 0 --epochs 1 --threads 1 --no-write``. ``--no-peer`` trains
+the recipes alone and prints their scores (exploration; nothing is written).
 """
 
 from __future__ import annotations
@@ -333,6 +334,11 @@ def main() -> None:
         help="saltseg's kept epoch (trainer.keep); the peer always keeps its last",
     )
     parser.add_argument("--no-write", action="store_true", help="print, leave RESULTS.md alone")
+    parser.add_argument(
+        "--no-peer",
+        action="store_true",
+        help="exploration: train the recipes only, print their scores, write nothing",
+    )
     parser.add_argument("--keep-runs", type=Path, default=None, help="keep the run folders here")
     args = parser.parse_args()
     args.folds = [int(f) for f in args.folds.split(",")] if args.folds else None
@@ -360,7 +366,9 @@ def main() -> None:
         write_folds(frame, folds_file)
         fold_of = frame.set_index("id").loc[tiles.ids, "fold"].to_numpy()
         folds = args.folds if args.folds is not None else list(range(args.k))
-        contenders: list[Any] = [Peer(tiles, fold_of, args.epochs, args.device)]
+        contenders: list[Any] = []
+        if not args.no_peer:
+            contenders.append(Peer(tiles, fold_of, args.epochs, args.device))
         for i, spec in enumerate(recipes):
             contenders.append(Recipe(spec, args.set, data, folds_file, args, work / f"run_{i}"))
         # Fold by fold, the contenders in turn: a slower spell of the machine hits them alike.
@@ -374,6 +382,8 @@ def main() -> None:
             seconds = " ".join(f"{s:.0f}" for s in result.epoch_seconds)
             scores = f"{result.score:.4f} / tuned {result.tuned:.4f}"
             print(f"{result.name}: {scores}; s/epoch {seconds}", flush=True)
+    if args.no_peer:
+        return  # no side-by-side comparison to record
     body = render(results, args, len(tiles), int(np.isin(fold_of, folds).sum()))
     print(body)
     if not args.no_write:

@@ -15,7 +15,8 @@ contender) from:
   pseudo-labels ``--self-ratio`` x N of the unlabelled tiles (flip TTA, its tuned
   post-processing, the confidence rule of ``--band``/``--max-uncertain``), then the same recipe
   and folds on the labelled plus the pseudo-labelled tiles, with the epochs scaled by
-  N / (N + pseudo pool) so that it takes no more optimizer steps than the others.
+  N / (N + pseudo-labelled tiles) (``self_train(same_steps=True)``), so that it takes about as
+  many optimizer steps as the others.
 
 Every run's fold ensemble predicts the 500 held-out tiles (flip TTA) and is scored with the
 competition metric at threshold 0.5. Pretraining runs once per method, shared by every N, and
@@ -30,6 +31,7 @@ Smoke run: ``--labelled 100 --unlabelled 200 --epochs 1 --pretrain-epochs 1 --no
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shlex
 import sys
@@ -47,6 +49,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT.parent / "shared" / "tgs-sample"
 RECIPE = ROOT / "configs" / "resnet34-cpu.yaml"
 HELD_OUT = 500
+ORDER = ["random", "mim", "vicregl", "simclr", "self-training"]
 
 
 def link_unlabelled(data: Path, ids: list[str], out: Path) -> Path:
@@ -75,7 +78,13 @@ def train(config: Any, data: Path, out: Path) -> tuple[Path, float]:
     return out, time.perf_counter() - started
 
 
-def render(rows: list[dict[str, Any]], pretrained: list[dict[str, Any]], args, n_unl: int) -> str:
+def render(
+    rows: list[dict[str, Any]],
+    pretrained: list[dict[str, Any]],
+    args,
+    n_unl: int,
+    commands: list[str],
+) -> str:
     """The RESULTS.md section."""
     table = [
         "| labelled tiles | init | held-out mAP @0.5 | vs random | fine-tune s | notes |",
@@ -99,11 +108,15 @@ def render(rows: list[dict[str, Any]], pretrained: list[dict[str, Any]], args, n
             f"| {p['method']} | {parts} | {p['images']} | {p['epochs']} | {p['steps']} | "
             f"{p['seconds']:.0f} | {p['losses'][0]:.4f} -> {p['losses'][-1]:.4f} |"
         )
-    command = shlex.join(["python", "bench/unlabelled.py", *sys.argv[1:]])
+    command = "\n\n".join(f"`{c}`" for c in commands)
+    if len(commands) > 1:
+        command += (
+            "\n\n(later invocations reused the pretraining files and scored rows of earlier ones)"
+        )
     epochs = ", ".join(f"{e} at {n} labelled" for n, e in args.epochs_of.items())
     return f"""## Learning from unlabelled tiles (`bench/unlabelled.py`)
 
-`{command}`
+{command}
 
 Real sample: {HELD_OUT} labelled tiles held back (seed 0) and scored with the competition metric
 at threshold 0.5 (fold ensemble, flip TTA); the labelled training tiles are the first N of a
@@ -111,8 +124,8 @@ seeded shuffle of the other {2000 - HELD_OUT}. `configs/resnet34-cpu.yaml` with
 `model.pretrained=false`, {args.k} folds, {epochs} epoch(s) for every contender, from random
 init, from each pretraining file, and after one self-training round (pseudo-labels of
 {args.self_ratio:g} x N of the unlabelled tiles by the random-init run, band {args.band}, at most
-{args.max_uncertain:.0%} uncertain pixels; epochs scaled by N / (N + that pool), so no more
-optimizer steps than the others). Pretraining on the
+{args.max_uncertain:.0%} uncertain pixels; epochs scaled by N / (N + pseudo-labelled tiles), so
+about as many optimizer steps as the others). Pretraining on the
 {n_unl} unlabelled test tiles, {args.pretrain_epochs} epoch(s), batch {args.pretrain_batch},
 cost below. {args.threads} torch thread(s), device {args.device}.
 Machine: {machine()}.
@@ -141,7 +154,7 @@ def main() -> None:
     parser.add_argument("--unlabelled", type=int, default=None, help="subsample N unlabelled")
     parser.add_argument("--k", type=int, default=3, help="folds of every fine-tuning run")
     parser.add_argument(
-        "--self-ratio", type=float, default=1.0, help="unlabelled tiles per labelled tile"
+        "--self-ratio", type=float, default=2.0, help="unlabelled tiles per labelled tile"
     )
     parser.add_argument("--band", type=str, default="0.2,0.8")
     parser.add_argument("--max-uncertain", type=float, default=0.02)
@@ -149,7 +162,15 @@ def main() -> None:
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--no-write", action="store_true", help="print, leave RESULTS.md alone")
     parser.add_argument("--keep-runs", type=Path, default=None, help="keep the runs here")
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="go on with an earlier run in --keep-runs: keep its pretraining files and scored "
+        "rows, redo the rest (e.g. a self-training round with another --band)",
+    )
     args = parser.parse_args()
+    if args.reuse and args.keep_runs is None:
+        sys.exit("--reuse needs --keep-runs (the folder of the earlier run)")
     sizes = [int(n) for n in args.labelled.split(",")]
     epochs = [int(e) for e in args.epochs.split(",")]
     if len(epochs) == 1:
@@ -185,17 +206,42 @@ def main() -> None:
             np.sort(np.random.default_rng(1).permutation(len(test))[: args.unlabelled])
         )
 
+    settings = {
+        k: getattr(args, k)
+        for k in ("labelled", "epochs", "pretrain_epochs", "pretrain_batch", "unlabelled", "k")
+    }
     with tempfile.TemporaryDirectory(prefix="unlabelled_") as tmp:
         work = args.keep_runs or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
-        unlabelled = link_unlabelled(args.data, test.ids, work / "unlabelled")
+        state_file = work / "bench-state.json"
+        state: dict[str, Any] = {"settings": settings, "pretrained": [], "rows": []}
+        if args.reuse:
+            state = json.loads(state_file.read_text())
+            if state["settings"] != settings:
+                sys.exit(f"--reuse: {state_file} was made with other settings: {state['settings']}")
+        elif any(work.iterdir()):
+            sys.exit(f"{work} is not empty: pass --reuse to go on with an earlier run there")
+        commands = state.setdefault("commands", [])
+        commands.append(shlex.join(["python", "bench/unlabelled.py", *sys.argv[1:]]))
+
+        def save_state() -> None:
+            state_file.write_text(json.dumps(state, indent=1))
+
+        def folder_of(ids: list[str], name: str, linker) -> Path:
+            out = work / name
+            return out if out.is_dir() else linker(args.data, ids, out)
+
+        unlabelled = folder_of(test.ids, "unlabelled", link_unlabelled)
         images = ImageSet(
             test.images, test.depths, [{"folder": str(unlabelled), "images": len(test)}]
         )
         base = load_config(RECIPE, ["model.pretrained=false", f"trainer.accelerator={accelerator}"])
-        pretrained: list[dict[str, Any]] = []
+        pretrained: list[dict[str, Any]] = state["pretrained"]
         files: dict[str, Path] = {}
         for method in methods:
+            files[method] = work / f"{method}.pt"
+            if any(p["method"] == method for p in pretrained) and files[method].is_file():
+                continue  # --reuse: pretrained by an earlier invocation
             payload = pretrain_images(
                 base,
                 images,
@@ -205,40 +251,54 @@ def main() -> None:
                 device=args.device,
                 progress=False,
             )
-            files[method] = save_pretrain(payload, work / f"{method}.pt")
+            save_pretrain(payload, files[method])
             pretrained.append({k: v for k, v in payload.items() if k not in ("encoder", "decoder")})
+            save_state()
             print(f"pretrained {method}: {payload['seconds']:.0f}s", flush=True)
 
-        rows: list[dict[str, Any]] = []
+        rows: list[dict[str, Any]] = state["rows"]
+
+        def done(n: int, init: str) -> bool:
+            return any(r["labelled"] == n and r["init"] == init and r["score"] for r in rows)
 
         def report(n: int, init: str, run: Path | None, seconds: float | None, notes: str = ""):
+            rows[:] = [r for r in rows if (r["labelled"], r["init"]) != (n, init)]
             score = None if run is None else held_out_score(run, held_out)
             rows.append({"labelled": n, "init": init, "score": score, "seconds": seconds})
             rows[-1]["notes"] = notes
+            rows.sort(key=lambda r: (r["labelled"], ORDER.index(r["init"].split(" ")[0])))
+            save_state()
             print(rows[-1], flush=True)
             if not args.no_write:  # keep what is measured should a later contender fail
-                partial = f"Partial: {len(rows)} row(s) measured so far; the run goes on.\n\n"
-                write_section("unlabelled", partial + render(rows, pretrained, args, len(test)))
+                partial = "Partial: the run goes on.\n\n"
+                write_section(
+                    "unlabelled", partial + render(rows, pretrained, args, len(test), commands)
+                )
 
         for n in sizes:
-            data = link_labelled(args.data, pool[:n], work / f"labelled_{n}")
+            data = folder_of(pool[:n], f"labelled_{n}", link_labelled)
             fixed = [f"trainer.epochs={args.epochs_of[n]}", f"data.k={args.k}"]
             config = load_config(
                 RECIPE, ["model.pretrained=false", f"trainer.accelerator={accelerator}", *fixed]
             )
-            random_run, seconds = train(config, data, work / f"random_{n}")
-            report(n, "random", random_run, seconds)
+            random_run = work / f"random_{n}"
+            if not done(n, "random"):
+                _, seconds = train(config, data, random_run)
+                report(n, "random", random_run, seconds)
             for method, path in files.items():
+                if done(n, f"{method} pretraining"):
+                    continue
                 model = config.model.model_copy(update={"pretrained": str(path)})
                 run, seconds = train(
                     config.model_copy(update={"model": model}), data, work / f"{method}_{n}"
                 )
                 report(n, f"{method} pretraining", run, seconds)
-            started = time.perf_counter()
             name = "self-training round 1 (from random)"
+            if done(n, name):
+                continue
+            started = time.perf_counter()
             pool_size = min(len(test), max(1, round(args.self_ratio * n)))
-            pool_dir = link_unlabelled(args.data, test.ids[:pool_size], work / f"pool_{n}")
-            self_epochs = max(1, round(args.epochs_of[n] * n / (n + pool_size)))
+            pool_dir = folder_of(test.ids[:pool_size], f"pool_{n}", link_unlabelled)
             try:
                 summary = self_train(
                     random_run,
@@ -249,18 +309,20 @@ def main() -> None:
                     band=band,
                     max_uncertain=args.max_uncertain,
                     progress=False,
-                    overrides=[f"trainer.epochs={self_epochs}"],
+                    same_steps=True,
+                    overwrite=args.reuse,  # the bench's own earlier attempt
                 )
             except SaltsegError as err:
-                report(n, name, None, None, str(err))
+                report(n, name, None, None, f"band {args.band}: {err}")
             else:
-                done = summary["finished"][0]
+                fin = summary["finished"][0]
                 notes = (
-                    f"{done['pseudo_tiles']} of {done['unlabelled_tiles']} unlabelled tiles "
-                    f"pseudo-labelled; {self_epochs} epoch(s); s include their prediction"
+                    f"band {args.band}: {fin['pseudo_tiles']} of {fin['unlabelled_tiles']} "
+                    f"unlabelled tiles pseudo-labelled; {fin['epochs']} epoch(s); s include "
+                    "their prediction"
                 )
-                report(n, name, Path(done["run"]), time.perf_counter() - started, notes)
-    body = render(rows, pretrained, args, len(test))
+                report(n, name, Path(fin["run"]), time.perf_counter() - started, notes)
+    body = render(rows, pretrained, args, len(test), commands)
     print(body)
     if not args.no_write:
         write_section("unlabelled", body)

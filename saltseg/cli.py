@@ -540,6 +540,10 @@ def self_train(
         list[str] | None,
         typer.Option("--set", help="Override a key of the run's recipe: section.key=value."),
     ] = None,
+    same_steps: Annotated[
+        bool,
+        typer.Option(help="Scale a round's epochs so it takes the source recipe's steps."),
+    ] = False,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
 ) -> None:
     """Self-training: pseudo-label the confident unlabelled tiles with the run's ensemble and
@@ -564,6 +568,7 @@ def self_train(
         progress=progress,
         echo=typer.echo,
         overrides=set_ or (),
+        same_steps=same_steps,
     )
     last = summary["finished"][-1]
     typer.echo(f"wrote {out}/self-train.json; the last round's run is {last['run']}")

@@ -98,6 +98,12 @@ def check_output(out: Path, rounds: int, overwrite: bool, source: Run) -> None:
         OutputFolder(folder / "pseudo", PSEUDO_MANIFEST, overwrite=True)
 
 
+def scaled_epochs(epochs: int, labelled: int, pseudo: int) -> int:
+    """Epochs over ``labelled + pseudo`` tiles taking about the steps of ``epochs`` over
+    ``labelled`` (at least 1)."""
+    return max(1, round(epochs * labelled / (labelled + pseudo)))
+
+
 def round_config(config: Config, source: Run, root: Path, pseudo: Path) -> Config:
     """The recipe of a round: the source run's, on its labelled folds plus ``pseudo``."""
     data = config.data.model_copy(
@@ -124,6 +130,7 @@ def self_train(
     progress: bool = True,
     echo: Callable[[str], Any] | None = None,
     overrides: Sequence[str] = (),
+    same_steps: bool = False,
 ) -> dict[str, Any]:
     """Run ``rounds`` rounds of self-training from a finished run (see the module docstring).
 
@@ -144,6 +151,9 @@ def self_train(
         overrides: ``section.key=value`` changes to the source recipe for every round (e.g.
             ``trainer.epochs=2``, to keep the number of steps when pseudo-labels add tiles);
             the folds and data keys are the round's own.
+        same_steps: Scale each round's epochs by labelled / (labelled + pseudo-labelled tiles),
+            so that a round takes about as many optimizer steps as the source recipe (at least
+            one epoch).
 
     Returns:
         The content of ``self-train.json``: settings and, per round, the pseudo-label counts,
@@ -191,6 +201,7 @@ def self_train(
         "max_uncertain": max_uncertain,
         "tta": list(views),
         "overrides": list(overrides),
+        "same_steps": same_steps,
         "finished": [],
     }
     out.mkdir(parents=True, exist_ok=True)
@@ -230,8 +241,13 @@ def self_train(
                 "unlabelled_tiles": counts["seen"],
             }
         }
+        round_cfg = round_config(config, source, root, folder / "pseudo")
+        if same_steps:
+            epochs = scaled_epochs(config.trainer.epochs, len(labelled), counts["kept"])
+            trainer = round_cfg.trainer.model_copy(update={"epochs": epochs})
+            round_cfg = round_cfg.model_copy(update={"trainer": trainer})
         result = train_kfold(
-            round_config(config, source, root, folder / "pseudo"),
+            round_cfg,
             folder / "run",
             data=root,
             overwrite=overwrite,
@@ -245,6 +261,7 @@ def self_train(
             "pseudo_tiles": counts["kept"],
             "pseudo_with_salt": counts["with_salt"],
             "unlabelled_tiles": counts["seen"],
+            "epochs": round_cfg.trainer.epochs,
             "oof_score": result["oof_score"],
             "tuned_oof_score": result["tuned"]["oof_score"],
         }

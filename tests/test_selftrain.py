@@ -18,7 +18,7 @@ from saltseg.data.tgs import TileSet, load_dataset
 from saltseg.errors import SaltsegError
 from saltseg.report import write_report
 from saltseg.runs import Run
-from saltseg.selftrain import self_train
+from saltseg.selftrain import scaled_epochs, self_train
 from tests.helpers import checksums
 
 
@@ -65,6 +65,7 @@ def test_a_round_keeps_the_folds_and_never_validates_pseudo_tiles(
         progress=False,
         echo=lines.append,
         overrides=["trainer.seed=7"],
+        same_steps=True,
     )
     assert checksums(tiny_run) == before
     assert lines[0].startswith("round 1: 10 of 10 unlabelled tiles kept")
@@ -86,6 +87,8 @@ def test_a_round_keeps_the_folds_and_never_validates_pseudo_tiles(
     assert run.postprocess() is not None
     assert run.config().data.pseudo == [(out / "round_1" / "pseudo").resolve()]
     assert run.config().trainer.seed == 7 and source.config().trainer.seed != 7
+    epochs = scaled_epochs(source.config().trainer.epochs, len(labelled), 10)
+    assert run.config().trainer.epochs == epochs == summary["finished"][0]["epochs"]
     info = run.info()["self_training"]
     assert info["round"] == 1 and info["pseudo_tiles"] == 10
     assert info["source_run"] == str(tiny_run.resolve())
@@ -161,3 +164,10 @@ def test_bad_inputs_are_one_line_errors_and_write_nothing(tiny_data, tiny_run, t
     inside = _linked_copy(tiny_run, out / "round_1" / "run")
     with pytest.raises(SaltsegError, match="lies inside --out"):
         self_train(inside, tiny_data, 1, out, progress=False)
+
+
+def test_same_steps_scales_the_epochs():
+    assert scaled_epochs(20, 1000, 1000) == 10
+    assert scaled_epochs(4, 1000, 3000) == 1
+    assert scaled_epochs(1, 10, 1000) == 1  # at least one epoch
+    assert scaled_epochs(16, 100, 0) == 16
