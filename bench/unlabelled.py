@@ -264,11 +264,11 @@ def main() -> None:
         def report(n: int, init: str, run: Path | None, seconds: float | None, notes: str = ""):
             rows[:] = [r for r in rows if (r["labelled"], r["init"]) != (n, init)]
             score = None if run is None else held_out_score(run, held_out)
-            rows.append({"labelled": n, "init": init, "score": score, "seconds": seconds})
-            rows[-1]["notes"] = notes
+            row = {"labelled": n, "init": init, "score": score, "seconds": seconds, "notes": notes}
+            rows.append(row)
             rows.sort(key=lambda r: (r["labelled"], ORDER.index(r["init"].split(" ")[0])))
             save_state()
-            print(rows[-1], flush=True)
+            print(row, flush=True)
             if not args.no_write:  # keep what is measured should a later contender fail
                 partial = "Partial: the run goes on.\n\n"
                 write_section(
@@ -298,7 +298,7 @@ def main() -> None:
                 continue
             started = time.perf_counter()
             pool_size = min(len(test), max(1, round(args.self_ratio * n)))
-            pool_dir = folder_of(test.ids[:pool_size], f"pool_{n}", link_unlabelled)
+            pool_dir = folder_of(test.ids[:pool_size], f"pool_{pool_size}", link_unlabelled)
             try:
                 summary = self_train(
                     random_run,
