@@ -215,6 +215,7 @@ class Recipe:
         self.data, self.out, self.keep = data, out, args.keep_runs is not None
         self.done: list[int] = []
         self.seconds = 0.0
+        self._tiles: Any = None
 
     def fold(self, fold: int) -> None:
         from saltseg.training.kfold import train_kfold
@@ -227,20 +228,26 @@ class Recipe:
         self.done.append(fold)
         self.seconds += time.perf_counter() - started
 
+    def tiles(self) -> Any:
+        """The labelled tiles, read once."""
+        from saltseg.data.tgs import load_dataset
+
+        if self._tiles is None:
+            self._tiles = load_dataset(self.data, "train")
+        return self._tiles
+
     def fold_score(self, fold: int) -> float:
         """Competition metric at 0.5 of this fold's out-of-fold tiles."""
-        from saltseg.data.tgs import load_dataset
         from saltseg.metrics import competition_metric
         from saltseg.runs import Run, oof_rows
 
         oof = Run(self.out).oof()
         mine = np.flatnonzero(np.asarray(oof["fold"]) == fold)
-        tiles = load_dataset(self.data, "train")
+        tiles = self.tiles()
         rows = oof_rows([oof["ids"][i] for i in mine], tiles)
         return competition_metric(tiles.masks[rows], oof["mask"][mine] > 0.5)
 
     def result(self) -> Result:
-        from saltseg.data.tgs import load_dataset
         from saltseg.runs import Run, oof_rows
 
         started = time.perf_counter()
@@ -250,7 +257,7 @@ class Recipe:
             metrics = pd.read_csv(run.metrics_path(fold))
             epoch_seconds += metrics["epoch_seconds"].dropna().tolist()
         oof = run.oof()
-        tiles = load_dataset(self.data, "train")
+        tiles = self.tiles()
         rows = oof_rows(oof["ids"], tiles)
         score, pp = tune(tiles.masks[rows], oof["mask"], tiles.images[rows], oof.get("cls"))
         notes = {"num_workers": self.config.data.num_workers, "batch": self.config.data.batch_size}

@@ -259,7 +259,9 @@ def main() -> None:
         rows: list[dict[str, Any]] = state["rows"]
 
         def done(n: int, init: str) -> bool:
-            return any(r["labelled"] == n and r["init"] == init and r["score"] for r in rows)
+            return any(
+                r["labelled"] == n and r["init"] == init and r["score"] is not None for r in rows
+            )
 
         def report(n: int, init: str, run: Path | None, seconds: float | None, notes: str = ""):
             rows[:] = [r for r in rows if (r["labelled"], r["init"]) != (n, init)]

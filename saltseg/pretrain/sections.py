@@ -71,8 +71,11 @@ def section_windows(
     totals = [n_lines * n for (n_lines, _, _), n in zip(grids, per_line, strict=True)]
     total = sum(totals)
     rng = np.random.default_rng(seed)
-    order = rng.permutation(total) if total <= 4 * max_windows else None
-    drawn = order if order is not None else rng.choice(total, 4 * max_windows, replace=False)
+    # A few times more than needed, since windows touching holes are skipped.
+    if total <= 4 * max_windows:
+        drawn = rng.permutation(total)
+    else:
+        drawn = rng.choice(total, 4 * max_windows, replace=False)
     chosen: dict[tuple[int, int], list[tuple[int, int]]] = {}
     taken = 0
     for flat in drawn:
@@ -80,9 +83,8 @@ def section_windows(
         while rest >= totals[axis_index]:
             rest -= totals[axis_index]
             axis_index += 1
-        n_lines, rows, cols = grids[axis_index]
         line, cell = divmod(rest, per_line[axis_index])
-        row, col = divmod(cell, cols)
+        row, col = divmod(cell, grids[axis_index][2])
         axis = axes[axis_index]
         if not _live(volume, axis, line)[col * size : (col + 1) * size].all():
             continue
