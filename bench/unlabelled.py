@@ -11,12 +11,14 @@ contender) from:
 - each ``--methods`` pretraining file (``saltseg.pretrain``), pretrained once on the unlabelled
   tiles (``--unlabelled`` of them, seeded) for ``--pretrain-epochs``, loaded with
   ``model.pretrained=FILE`` (mim: encoder and decoder; vicregl, simclr: encoder);
-- one self-training round (``saltseg.selftrain``) from the random-init run: its fold ensemble
-  pseudo-labels ``--self-ratio`` x N of the unlabelled tiles (flip TTA, its tuned
-  post-processing, the confidence rule of ``--band``/``--max-uncertain``), then the same recipe
-  and folds on the labelled plus the pseudo-labelled tiles, with the epochs scaled by
-  N / (N + pseudo-labelled tiles) (``self_train(same_steps=True)``), so that it takes about as
-  many optimizer steps as the others.
+- one self-training round (``saltseg.selftrain``) from each run of ``--self-from`` (random init
+  by default, or a pretraining method's run): its fold ensemble pseudo-labels ``--self-ratio`` x N
+  of the unlabelled tiles (flip TTA, its tuned post-processing, the confidence rule of
+  ``--band``/``--max-uncertain``, or of ``--share``: the most confident share of the tiles
+  predicted with salt and of those predicted empty), then the same recipe and folds on the
+  labelled plus the pseudo-labelled tiles, with the epochs scaled by N / (N + pseudo-labelled
+  tiles) (``self_train(same_steps=True)``), so that it takes about as many optimizer steps as
+  the others.
 
 Every run's fold ensemble predicts the 500 held-out tiles (flip TTA) and is scored with the
 competition metric at threshold 0.5. Pretraining runs once per method, shared by every N, and
@@ -123,9 +125,9 @@ at threshold 0.5 (fold ensemble, flip TTA); the labelled training tiles are the 
 seeded shuffle of the other {2000 - HELD_OUT}. `configs/resnet34-cpu.yaml` with
 `model.pretrained=false`, {args.k} folds, {epochs} epoch(s) for every contender, from random
 init, from each pretraining file, and after one self-training round (pseudo-labels of
-{args.self_ratio:g} x N of the unlabelled tiles by the random-init run, band {args.band}, at most
-{args.max_uncertain:.0%} uncertain pixels; epochs scaled by N / (N + pseudo-labelled tiles), so
-about as many optimizer steps as the others). Pretraining on the
+{args.self_ratio:g} x N of the unlabelled tiles by the run named in the row, confidence rule in
+its notes; epochs scaled by N / (N + pseudo-labelled tiles), so about as many optimizer steps as
+the others). Pretraining on the
 {n_unl} unlabelled test tiles, {args.pretrain_epochs} epoch(s), batch {args.pretrain_batch},
 cost below. {args.threads} torch thread(s), device {args.device}.
 Machine: {machine()}.
@@ -158,6 +160,18 @@ def main() -> None:
     )
     parser.add_argument("--band", type=str, default="0.2,0.8")
     parser.add_argument("--max-uncertain", type=float, default=0.02)
+    parser.add_argument(
+        "--share",
+        type=float,
+        default=None,
+        help="self-training keeps this share of the salt and of the empty tiles (not the max)",
+    )
+    parser.add_argument(
+        "--self-from",
+        type=str,
+        default="random",
+        help="runs that self-train: random and/or pretraining methods, e.g. random,simclr",
+    )
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--no-write", action="store_true", help="print, leave RESULTS.md alone")
@@ -180,6 +194,14 @@ def main() -> None:
     args.epochs_of = dict(zip(sizes, epochs, strict=True))
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     band = tuple(float(v) for v in args.band.split(","))
+    sources = [m.strip() for m in args.self_from.split(",") if m.strip()]
+    unknown = [m for m in sources if m != "random" and m not in methods]
+    if unknown:
+        sys.exit(f"--self-from {unknown[0]}: not random and not in --methods")
+    if args.share is None:
+        rule = f"band {args.band}, at most {args.max_uncertain:.0%} uncertain pixels"
+    else:
+        rule = f"the most confident {args.share:.0%} of salt and of empty tiles (band {args.band})"
 
     import torch
 
@@ -295,35 +317,43 @@ def main() -> None:
                     config.model_copy(update={"model": model}), data, work / f"{method}_{n}"
                 )
                 report(n, f"{method} pretraining", run, seconds)
-            name = "self-training round 1 (from random)"
-            if done(n, name):
-                continue
-            started = time.perf_counter()
-            pool_size = min(len(test), max(1, round(args.self_ratio * n)))
-            pool_dir = folder_of(test.ids[:pool_size], f"pool_{pool_size}", link_unlabelled)
-            try:
-                summary = self_train(
-                    random_run,
-                    pool_dir,
-                    1,
-                    work / f"self_{n}",
-                    data=data,
-                    band=band,
-                    max_uncertain=args.max_uncertain,
-                    progress=False,
-                    same_steps=True,
-                    overwrite=args.reuse,  # the bench's own earlier attempt
-                )
-            except SaltsegError as err:
-                report(n, name, None, None, f"band {args.band}: {err}")
-            else:
-                fin = summary["finished"][0]
-                notes = (
-                    f"band {args.band}: {fin['pseudo_tiles']} of {fin['unlabelled_tiles']} "
-                    f"unlabelled tiles pseudo-labelled; {fin['epochs']} epoch(s); s include "
-                    "their prediction"
-                )
-                report(n, name, Path(fin["run"]), time.perf_counter() - started, notes)
+            for source in sources:
+                label = "random" if source == "random" else f"{source} pretraining"
+                tag = "" if args.share is None else f", share {args.share:g}"
+                name = f"self-training round 1 (from {label}{tag})"
+                if done(n, name):
+                    continue
+                if source == "random" and args.share is None:
+                    out = work / f"self_{n}"  # the folder of the first version of this bench
+                else:
+                    out = work / f"self_{source}_{args.share or 'max'}_{n}"
+                started = time.perf_counter()
+                pool_size = min(len(test), max(1, round(args.self_ratio * n)))
+                pool_dir = folder_of(test.ids[:pool_size], f"pool_{pool_size}", link_unlabelled)
+                try:
+                    summary = self_train(
+                        random_run if source == "random" else work / f"{source}_{n}",
+                        pool_dir,
+                        1,
+                        out,
+                        data=data,
+                        band=band,
+                        max_uncertain=args.max_uncertain,
+                        share=args.share,
+                        progress=False,
+                        same_steps=True,
+                        overwrite=args.reuse,  # the bench's own earlier attempt
+                    )
+                except SaltsegError as err:
+                    report(n, name, None, None, f"{rule}: {err}")
+                else:
+                    fin = summary["finished"][0]
+                    notes = (
+                        f"{rule}: {fin['pseudo_tiles']} of {fin['unlabelled_tiles']} unlabelled "
+                        f"tiles pseudo-labelled ({fin['pseudo_with_salt']} with salt); "
+                        f"{fin['epochs']} epoch(s); s include their prediction"
+                    )
+                    report(n, name, Path(fin["run"]), time.perf_counter() - started, notes)
     body = render(rows, pretrained, args, len(test), commands)
     print(body)
     if not args.no_write:

@@ -468,6 +468,12 @@ def predict(
     pseudo_max_uncertain: Annotated[
         float, typer.Option(help="Largest uncertain fraction of a pseudo-labelled tile.")
     ] = 0.02,
+    pseudo_share: Annotated[
+        float | None,
+        typer.Option(
+            help="Keep the most confident share of salt and of empty tiles (not the max)."
+        ),
+    ] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Tiles per forward pass.")] = 8,
     chunk_size: Annotated[int, typer.Option(min=1, help="Tiles held in memory at once.")] = 256,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
@@ -494,6 +500,7 @@ def predict(
         pseudo_labels=pseudo_labels,
         pseudo_band=_pair(pseudo_band, "--pseudo-band"),
         pseudo_max_uncertain=pseudo_max_uncertain,
+        pseudo_share=pseudo_share,
         batch_size=batch_size,
         chunk_size=chunk_size,
         progress=progress,
@@ -529,6 +536,12 @@ def self_train(
     max_uncertain: Annotated[
         float, typer.Option(help="Largest uncertain fraction of a pseudo-labelled tile.")
     ] = 0.02,
+    share: Annotated[
+        float | None,
+        typer.Option(
+            help="Keep the most confident share of salt and of empty tiles (not the max)."
+        ),
+    ] = None,
     tta: Annotated[str, typer.Option(help="TTA views of the predictions, as for predict.")] = (
         "hflip"
     ),
@@ -563,6 +576,7 @@ def self_train(
         overwrite=overwrite,
         band=_pair(band, "--band"),
         max_uncertain=max_uncertain,
+        share=share,
         tta=tta,
         batch_size=batch_size,
         progress=progress,

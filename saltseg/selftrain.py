@@ -125,6 +125,7 @@ def self_train(
     overwrite: bool = False,
     band: tuple[float, float] = (0.2, 0.8),
     max_uncertain: float = 0.02,
+    share: float | None = None,
     tta: str | Sequence[str] = DEFAULT_TTA,
     batch_size: int = 8,
     progress: bool = True,
@@ -144,6 +145,9 @@ def self_train(
         overwrite: Replace an earlier self-training result in ``out``.
         band: Probabilities counted as uncertain.
         max_uncertain: Largest share of uncertain pixels of a kept tile.
+        share: Keep the most confident ``share`` of the tiles predicted with salt and of those
+            predicted empty instead of a fixed ``max_uncertain``
+            (:mod:`saltseg.inference.pseudo`).
         tta: Test-time augmentation views of the predictions.
         batch_size: Tiles per forward pass when predicting.
         progress: Show progress bars.
@@ -165,7 +169,7 @@ def self_train(
     """
     if not isinstance(rounds, int) or rounds < 1:
         raise SaltsegError(f"rounds must be at least 1, got {rounds}")
-    check_rule(band, max_uncertain)
+    check_rule(band, max_uncertain, share)
     views = parse_tta(tta)
     source = check_source(run)
     out = Path(out)
@@ -199,6 +203,7 @@ def self_train(
         "rounds": rounds,
         "band": list(band),
         "max_uncertain": max_uncertain,
+        "share": share,
         "tta": list(views),
         "overrides": list(overrides),
         "same_steps": same_steps,
@@ -219,6 +224,7 @@ def self_train(
             pseudo_labels=folder / "pseudo",
             pseudo_band=band,
             pseudo_max_uncertain=max_uncertain,
+            pseudo_share=share,
             pseudo_overwrite=overwrite,
             batch_size=batch_size,
             progress=progress,

@@ -190,6 +190,15 @@ def test_cli_tune_export_predict(run, data, tmp_path):
     assert len(read_submission(tmp_path / "p" / "submission.csv")) == 10
     result = runner.invoke(app, [*args, "--tta", "spin", "--no-progress"])
     assert result.exit_code == 2 and "error: unknown TTA view 'spin'" in result.output
+    share = ["--pseudo-labels", str(tmp_path / "pl"), "--pseudo-share", "0.5", "--no-progress"]
+    args[-1] = str(tmp_path / "p2")
+    result = runner.invoke(app, [*args, *share])
+    assert result.exit_code == 0, result.output
+    kept = pd.read_csv(tmp_path / "pl" / "train.csv", keep_default_na=False)
+    salt = int((kept["rle_mask"] != "").sum())
+    predicted = pd.read_csv(tmp_path / "p2" / "submission.csv", keep_default_na=False)
+    n_salt = int((predicted["rle_mask"] != "").sum())  # half of each group, rounded up
+    assert salt == -(-n_salt // 2) and len(kept) - salt == -(-(10 - n_salt) // 2)
     result = runner.invoke(app, ["export", "--run", str(run), "--format", "tflite"])
     assert result.exit_code == 2 and "unknown export format" in result.output
 

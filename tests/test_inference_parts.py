@@ -12,7 +12,12 @@ from torch import nn
 from saltseg.config import load_config
 from saltseg.errors import SaltsegError
 from saltseg.inference.ensemble import Ensemble, Member, parse_weights, select_members
-from saltseg.inference.pseudo import PseudoLabelWriter, confident, uncertain_fraction
+from saltseg.inference.pseudo import (
+    PseudoLabelWriter,
+    confident,
+    mask_uncertainty,
+    uncertain_fraction,
+)
 from saltseg.inference.source import open_tiles
 from saltseg.inference.submission import ProbWriter, SubmissionWriter
 from saltseg.metrics import competition_metric
@@ -297,3 +302,37 @@ def test_pseudo_labels_keep_confident_tiles(tmp_path):
     assert (tmp_path / "notes" / "train.csv").read_text() == "mine"
     with pytest.raises(SaltsegError, match="band"):
         PseudoLabelWriter(tmp_path / "other", band=(0.8, 0.2))
+
+
+def test_pseudo_label_share_keeps_salt_tiles_in_proportion(tmp_path):
+    # 4 salt tiles whose masks all have an uncertain rim (none passes the 2% rule), 4 empty ones
+    probs = np.full((8, 101, 101), 0.05, np.float32)
+    for i, rows in enumerate([60, 40, 20, 5]):  # salt on the first rows, 3 uncertain rows below
+        probs[i, :rows] = 0.95
+        probs[i, rows : rows + 3] = 0.5
+    for i, n in zip(range(4, 8), [0, 400, 100, 2000], strict=True):
+        probs[i].reshape(-1)[:n] = 0.4
+    masks = probs > 0.5
+    assert not confident(probs[:4]).any()
+    scores = mask_uncertainty(probs, masks)
+    assert scores[0] < scores[1] < scores[2] < scores[3]  # large masks with a thin rim first
+    assert scores[4] == 0 and scores[5] == pytest.approx(400 / 101**2)
+    paths = []
+    for i in range(8):
+        paths.append(tmp_path / f"t{i}.png")
+        paths[-1].write_bytes(b"png")
+    ids = [f"t{i}" for i in range(8)]
+    writer = PseudoLabelWriter(tmp_path / "pseudo", share=0.5)
+    writer.start()
+    writer.write(ids[:5], paths[:5], probs[:5], masks[:5], np.full(5, np.nan))  # two chunks
+    writer.write(ids[5:], paths[5:], probs[5:], masks[5:], np.full(3, np.nan))
+    assert writer.close() == {"kept": 4, "seen": 8, "with_salt": 2}
+    train = pd.read_csv(tmp_path / "pseudo" / "train.csv", keep_default_na=False)
+    assert train["id"].tolist() == ["t0", "t1", "t4", "t6"]
+    for sub in ("images", "masks"):
+        names = sorted(p.name for p in (tmp_path / "pseudo" / "train" / sub).iterdir())
+        assert names == ["t0.png", "t1.png", "t4.png", "t6.png"]
+    assert json.loads((tmp_path / "pseudo" / "pseudo-labels.json").read_text())["share"] == 0.5
+    with pytest.raises(SaltsegError, match="share"):
+        PseudoLabelWriter(tmp_path / "other", share=0.0)
+    assert not (tmp_path / "other").exists()

@@ -108,6 +108,7 @@ def predict_folder(
     pseudo_labels: str | Path | None = None,
     pseudo_band: tuple[float, float] = (0.2, 0.8),
     pseudo_max_uncertain: float = 0.02,
+    pseudo_share: float | None = None,
     pseudo_overwrite: bool = False,
     batch_size: int = 8,
     chunk_size: int = 256,
@@ -119,10 +120,10 @@ def predict_folder(
     Writes ``out/submission.csv`` and ``out/predict.json`` (members, TTA, post-processing);
     with ``masks`` also ``out/masks/<id>.png``, with ``save_probs`` ``out/probs.npz`` (ids,
     float16 mask probabilities, classifier probabilities), with ``pseudo_labels`` a
-    Kaggle-layout folder of confident tiles (``pseudo_overwrite`` replaces earlier
-    pseudo-labels there). ``out`` must be missing or empty, or hold an earlier prediction and
-    ``overwrite`` be set; the new files replace the earlier ones only when the prediction has
-    finished.
+    Kaggle-layout folder of confident tiles (rule: :mod:`saltseg.inference.pseudo`;
+    ``pseudo_overwrite`` replaces earlier pseudo-labels there). ``out`` must be missing or
+    empty, or hold an earlier prediction and ``overwrite`` be set; the new files replace the
+    earlier ones only when the prediction has finished.
 
     Returns:
         A summary: tile and empty-mask counts, the post-processing and its origin, the files.
@@ -144,7 +145,7 @@ def predict_folder(
         if Path(pseudo_labels).resolve() == out.resolve():
             raise SaltsegError("--pseudo-labels needs a folder of its own, not --out")
         pseudo = PseudoLabelWriter(
-            pseudo_labels, pseudo_band, pseudo_max_uncertain, pseudo_overwrite
+            pseudo_labels, pseudo_band, pseudo_max_uncertain, pseudo_overwrite, pseudo_share
         )
     ensemble_args = {
         "runs": [str(r) for r in runs],
