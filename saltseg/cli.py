@@ -537,11 +537,12 @@ def self_train(
         float, typer.Option(help="Largest uncertain fraction of a pseudo-labelled tile.")
     ] = 0.02,
     share: Annotated[
-        float | None,
+        float,
         typer.Option(
-            help="Keep the most confident share of salt and of empty tiles (not the max)."
+            help="Keep the most confident share of salt and of empty tiles; 0: keep the tiles "
+            "under --max-uncertain instead."
         ),
-    ] = None,
+    ] = 0.5,
     tta: Annotated[str, typer.Option(help="TTA views of the predictions, as for predict.")] = (
         "hflip"
     ),
@@ -576,7 +577,7 @@ def self_train(
         overwrite=overwrite,
         band=_pair(band, "--band"),
         max_uncertain=max_uncertain,
-        share=share,
+        share=share or None,
         tta=tta,
         batch_size=batch_size,
         progress=progress,

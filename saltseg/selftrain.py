@@ -125,7 +125,7 @@ def self_train(
     overwrite: bool = False,
     band: tuple[float, float] = (0.2, 0.8),
     max_uncertain: float = 0.02,
-    share: float | None = None,
+    share: float | None = 0.5,
     tta: str | Sequence[str] = DEFAULT_TTA,
     batch_size: int = 8,
     progress: bool = True,
@@ -144,10 +144,10 @@ def self_train(
         data: The labelled data folder (default: the source run's ``data.root``).
         overwrite: Replace an earlier self-training result in ``out``.
         band: Probabilities counted as uncertain.
-        max_uncertain: Largest share of uncertain pixels of a kept tile.
+        max_uncertain: Largest share of uncertain pixels of a kept tile (with ``share=None``).
         share: Keep the most confident ``share`` of the tiles predicted with salt and of those
-            predicted empty instead of a fixed ``max_uncertain``
-            (:mod:`saltseg.inference.pseudo`).
+            predicted empty (:mod:`saltseg.inference.pseudo`); ``None``: keep the tiles with at
+            most ``max_uncertain`` uncertain pixels instead.
         tta: Test-time augmentation views of the predictions.
         batch_size: Tiles per forward pass when predicting.
         progress: Show progress bars.

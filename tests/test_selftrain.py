@@ -62,6 +62,7 @@ def test_a_round_keeps_the_folds_and_never_validates_pseudo_tiles(
         1,
         out,
         max_uncertain=1.0,
+        share=None,
         progress=False,
         echo=lines.append,
         overrides=["trainer.seed=7"],
@@ -104,11 +105,13 @@ def test_a_round_keeps_the_folds_and_never_validates_pseudo_tiles(
 def test_overwrite_replaces_only_the_rounds(tiny_data, tiny_run, tmp_path):
     torch.set_num_threads(1)
     out = tmp_path / "self"
-    self_train(tiny_run, tiny_data, 1, out, max_uncertain=1.0, progress=False)
+    self_train(tiny_run, tiny_data, 1, out, max_uncertain=1.0, share=None, progress=False)
     with pytest.raises(SaltsegError, match="pass --overwrite"):
-        self_train(tiny_run, tiny_data, 1, out, max_uncertain=1.0, progress=False)
+        self_train(tiny_run, tiny_data, 1, out, max_uncertain=1.0, share=None, progress=False)
     (out / "round_1" / "run" / "notes.txt").write_text("mine")
-    self_train(tiny_run, tiny_data, 1, out, max_uncertain=1.0, overwrite=True, progress=False)
+    self_train(
+        tiny_run, tiny_data, 1, out, max_uncertain=1.0, share=None, overwrite=True, progress=False
+    )
     assert (out / "round_1" / "run" / "notes.txt").read_text() == "mine"
     labelled = load_dataset(tiny_data, "train")
     assert Run(out / "round_1" / "run").oof()["ids"] == sorted(labelled.ids)
@@ -132,6 +135,7 @@ def test_bad_inputs_are_one_line_errors_and_write_nothing(tiny_data, tiny_run, t
         (["--run", tiny_run, "--unlabelled", empty], "no unlabelled tiles: no PNG images"),
         (["--run", tiny_run, "--unlabelled", tiny_data, "--rounds", "0"], "rounds must be"),
         (["--run", tiny_run, "--unlabelled", tiny_data, "--band", "0.8,0.2"], "band must"),
+        (["--run", tiny_run, "--unlabelled", tiny_data, "--share", "1.5"], "share must"),
         (["--run", tiny_data, "--unlabelled", tiny_data], "is not a saltseg run folder"),
         (
             ["--run", tiny_run, "--unlabelled", tiny_data, "--set", "trainer.epochs=0"],
