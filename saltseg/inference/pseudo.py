@@ -31,11 +31,16 @@ from saltseg.rle import rle_encode
 MANIFEST = "pseudo-labels.json"
 
 
-def uncertain_fraction(probs: np.ndarray, band: tuple[float, float] = (0.2, 0.8)) -> np.ndarray:
-    """Fraction of pixels of each tile ``(N, H, W)`` with a probability strictly inside ``band``."""
+def uncertain_pixels(probs: np.ndarray, band: tuple[float, float]) -> np.ndarray:
+    """Pixels of each tile ``(N, H, W)`` with a probability strictly inside ``band``."""
     low, high = band
     flat = probs.reshape(len(probs), -1)
-    return ((flat > low) & (flat < high)).mean(axis=1)
+    return ((flat > low) & (flat < high)).sum(axis=1)
+
+
+def uncertain_fraction(probs: np.ndarray, band: tuple[float, float] = (0.2, 0.8)) -> np.ndarray:
+    """Fraction of pixels of each tile ``(N, H, W)`` with a probability strictly inside ``band``."""
+    return uncertain_pixels(probs, band) / np.prod(probs.shape[1:])
 
 
 def check_rule(band: tuple[float, float], max_uncertain: float, share: float | None = None) -> None:
@@ -53,13 +58,10 @@ def mask_uncertainty(
     probs: np.ndarray, masks: np.ndarray, band: tuple[float, float] = (0.2, 0.8)
 ) -> np.ndarray:
     """Per tile: uncertain share of the mask (salt tiles) or of the tile (empty masks)."""
-    low, high = band
-    flat = probs.reshape(len(probs), -1)
-    uncertain = ((flat > low) & (flat < high)).sum(axis=1)
-    salt = masks.reshape(len(masks), -1).astype(bool)
-    area = salt.sum(axis=1)
+    uncertain = uncertain_pixels(probs, band)
+    area = masks.reshape(len(masks), -1).astype(bool).sum(axis=1)
     of_mask = uncertain / np.maximum(uncertain + area, 1)
-    return np.where(area > 0, of_mask, uncertain / flat.shape[1])
+    return np.where(area > 0, of_mask, uncertain / np.prod(probs.shape[1:]))
 
 
 def top_share(scores: np.ndarray, has_salt: np.ndarray, share: float) -> np.ndarray:
