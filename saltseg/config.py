@@ -112,6 +112,9 @@ class DataConfig(_Strict):
             --pseudo-labels`` and ``saltseg self-train`` write them). Their tiles join the
             training tiles of every fold; they are never in a validation fold, the split or the
             out-of-fold predictions.
+        val_batch_size: Batch size of the validation pass; ``None`` for four times
+            ``batch_size`` (no activations are kept for a backward pass, and larger batches run
+            faster on a CPU).
     """
 
     root: Path | None = None
@@ -121,6 +124,7 @@ class DataConfig(_Strict):
     depth_bins: int = Field(2, ge=1)
     extra_channels: list[Literal["depth", "row"]] = []
     batch_size: int = Field(16, ge=1)
+    val_batch_size: int | None = Field(None, ge=1)
     num_workers: int = Field(0, ge=0)
     pseudo: list[Path] = []
 

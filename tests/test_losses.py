@@ -19,6 +19,7 @@ from saltseg.losses import (
     check_loss_spec,
     classifier_bce,
     create_loss,
+    empty_topk_loss,
     focal_loss,
     list_losses,
     loss_from_config,
@@ -174,6 +175,27 @@ def test_classifier_bce() -> None:
         classifier_bce(torch.zeros(3, 1), masks)
 
 
+def test_empty_topk_hand_values_and_only_on_empty_tiles() -> None:
+    x = torch.full((3, 1, 2, 2), -4.0)
+    x[0, 0, 0, 0], x[0, 0, 1, 1] = 2.0, 0.0  # a blob on an empty tile: top 2 = 2, 0
+    x[1, 0, 0, 0] = 6.0  # an empty tile with a sharper blob: top 2 = 6, -4
+    y = torch.zeros_like(x)
+    y[2, 0, 0, 0] = 1  # the salt tile is left to the other losses
+    x.requires_grad_(True)
+    loss = empty_topk_loss(x, y, k=2)
+    assert loss.item() == pytest.approx((sp(1.0) + sp(1.0)) / 3, rel=1e-6)
+    loss.backward()
+    assert not x.grad[2].any()
+    assert (x.grad[0, 0, 0, 0] > 0) and x.grad[0, 0, 0, 1] == 0  # only the top pixels move
+    assert empty_topk_loss(x, y, k=100).item() == pytest.approx(
+        (sp(x[0].mean().item()) + sp(x[1].mean().item())) / 3, rel=1e-6
+    )
+    assert empty_topk_loss(x[2:], y[2:]).item() == 0
+    for bad in (0, 1.5, True):
+        with pytest.raises(SaltsegError, match="empty_topk k"):
+            create_loss("empty_topk", k=bad)
+
+
 @pytest.mark.parametrize(
     ("fn", "kwargs"),
     [
@@ -184,6 +206,7 @@ def test_classifier_bce() -> None:
         (bootstrapped_ce, {"k": 0.3}),
         (focal_loss, {"alpha": 0.25, "gamma": 2.0}),
         (bce_loss, {}),
+        (empty_topk_loss, {"k": 2}),
     ],
 )
 def test_gradcheck(fn, kwargs) -> None:
@@ -201,12 +224,15 @@ def test_registry_losses_finite_on_uniform_masks(name: str, fill: float) -> None
     loss = create_loss(name)(x, torch.full_like(x, fill))
     loss.backward()
     assert torch.isfinite(loss) and torch.isfinite(x.grad).all()
-    assert (x.grad.sum() > 0) if fill == 0 else (x.grad.sum() < 0)  # descent toward the truth
+    if name == "empty_topk" and fill == 1:  # acts on empty tiles only
+        assert loss.item() == 0 and not x.grad.any()
+    else:
+        assert (x.grad.sum() > 0) if fill == 0 else (x.grad.sum() < 0)  # descent toward the truth
 
 
 def test_registry_errors_and_options() -> None:
     assert list_losses() == sorted(
-        ["bce", "dice", "lovasz", "lovasz_symmetric", "bootstrapped_ce", "focal"]
+        ["bce", "dice", "lovasz", "lovasz_symmetric", "bootstrapped_ce", "focal", "empty_topk"]
     )
     assert create_loss("Dice", per_image=False).options == {"per_image": False, "smooth": 1.0}
     assert create_loss("lovasz_symmetric").options["symmetric"] is True

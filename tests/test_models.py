@@ -212,6 +212,36 @@ def test_hypercolumn_head_equals_conv_on_concatenation():
     assert torch.allclose(head(stages, (16, 16)), expected, atol=1e-5)
 
 
+def test_hypercolumn_head_context_equals_tiled_vector_in_the_column():
+    head = HypercolumnHead([6, 3], mid_channels=5, context_channels=7).eval()
+    stages = [torch.randn(2, 6, 4, 4), torch.randn(2, 3, 8, 8)]
+    context = torch.randn(2, 7)
+    tiled = context[:, :, None, None].expand(2, 7, 8, 8)
+    column = torch.cat([upsample_to(stages[0], (8, 8), "bilinear"), stages[1], tiled], dim=1)
+    weight = torch.cat([*(p.weight for p in head.proj), head.context.weight[..., None, None]], 1)
+    expected = head.out(torch.relu(head.bn(torch.nn.functional.conv2d(column, weight))))
+    assert torch.allclose(head(stages, (8, 8), context), expected, atol=1e-5)
+    with pytest.raises(SaltsegError, match="context vector"):
+        head(stages, (8, 8))
+
+
+@pytest.mark.parametrize("hypercolumn", [True, False])
+def test_context_lets_one_image_level_change_move_every_logit(hypercolumn):
+    model = _tiny_unet(context=True, hypercolumn=hypercolumn).eval()
+    assert model.config["context"]
+    x = torch.randn(1, 1, 101, 101)
+    with torch.no_grad():
+        before = model(x)["mask"]
+        # Only the image-level path changes: the context projection's weights.
+        proj = model.head.context if hypercolumn else model.context_proj
+        proj.weight.add_(1.0)
+        after = model(x)["mask"]
+    assert before.shape == (1, 1, 101, 101)
+    assert (after - before).abs().flatten().min() > 0
+    rebuilt = create_model(model.config, pretrained=False)
+    assert rebuilt.config["context"] and rebuilt.context
+
+
 def test_side_outputs_only_in_training():
     model = _tiny_unet(side_outputs=True)
     aux = model(torch.randn(2, 1, 101, 101))["aux"]

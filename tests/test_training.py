@@ -280,3 +280,20 @@ def test_keep_last_keeps_the_final_epoch(data, tmp_path):
     assert all(torch.equal(kept[k], last[k]) for k in kept)
     score = json.loads((fold / "score.json").read_text())
     assert score["best_epoch"] == config.trainer.epochs - 1
+
+
+def test_validation_batches_are_larger_unless_set(data):
+    from saltseg.data.datamodule import FoldDataModule
+    from saltseg.data.tgs import load_dataset
+
+    tiles = load_dataset(data, "train")
+    config = load_config(CONFIGS / "demo.yaml", [f"data.root={data}", "data.batch_size=2"])
+    module = FoldDataModule.from_config(tiles, np.arange(9), config, 0)
+    assert module.train_dataloader().batch_size == 2
+    assert [len(b["image"]) for b in module.val_dataloader()] == [8, 1]
+    config = load_config(CONFIGS / "demo.yaml", [f"data.root={data}", "data.val_batch_size=3"])
+    assert (
+        FoldDataModule.from_config(tiles, np.arange(9), config, 0).val_dataloader().batch_size == 3
+    )
+    with pytest.raises(SaltsegError, match="val_batch_size"):
+        load_config(CONFIGS / "demo.yaml", ["data.val_batch_size=0"])

@@ -56,6 +56,7 @@ class FoldDataModule(L.LightningDataModule):
         val_index: Positions in ``tiles`` of the validation fold (the rest trains).
         augment: Augmentation and input geometry.
         batch_size: Batch size per device.
+        val_batch_size: Validation batch size per device; ``None`` for ``4 * batch_size``.
         num_workers: Loader worker processes.
         extra_channels: Extra input channels (see :func:`make_input`).
         seed: Seed of the augmentation pipeline.
@@ -69,6 +70,7 @@ class FoldDataModule(L.LightningDataModule):
         augment: AugmentConfig,
         batch_size: int = 16,
         num_workers: int = 0,
+        val_batch_size: int | None = None,
         extra_channels: Sequence[str] = (),
         seed: int | None = None,
         extra_train: TileSet | None = None,
@@ -82,6 +84,7 @@ class FoldDataModule(L.LightningDataModule):
         self.val_tiles = tiles.subset(val_index)
         self.augment = augment
         self.batch_size = batch_size
+        self.val_batch_size = val_batch_size or 4 * batch_size
         self.num_workers = num_workers
         self.extra_channels = tuple(extra_channels)
         self.seed = seed
@@ -102,17 +105,19 @@ class FoldDataModule(L.LightningDataModule):
             config.augment,
             batch_size=config.data.batch_size,
             num_workers=config.data.num_workers,
+            val_batch_size=config.data.val_batch_size,
             extra_channels=config.data.extra_channels,
             seed=seed,
             extra_train=extra_train,
         )
 
     def _loader(self, dataset: Dataset, shuffle: bool) -> DataLoader:
+        batch_size = self.batch_size if shuffle else self.val_batch_size
         return DataLoader(
             dataset,
-            batch_size=self.batch_size,
+            batch_size=batch_size,
             shuffle=shuffle,
-            drop_last=shuffle and len(dataset) > self.batch_size,
+            drop_last=shuffle and len(dataset) > batch_size,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
             worker_init_fn=seed_worker if self.num_workers > 0 else None,

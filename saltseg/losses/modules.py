@@ -13,6 +13,8 @@ from saltseg.losses.functional import (
     bootstrapped_ce,
     check_bootstrap_k,
     check_dice_smooth,
+    check_empty_topk_k,
+    empty_topk_loss,
     focal_loss,
     lovasz_hinge,
     soft_dice_loss,
@@ -82,6 +84,16 @@ class FocalLoss(_LossModule):
         super().__init__(alpha=alpha, gamma=gamma)
 
 
+class EmptyTopkLoss(_LossModule):
+    """Module form of :func:`empty_topk_loss`."""
+
+    fn = staticmethod(empty_topk_loss)
+
+    def __init__(self, k: int = 32) -> None:
+        check_empty_topk_k(k)
+        super().__init__(k=k)
+
+
 def _lovasz_symmetric(per_image: bool = True) -> LovaszHingeLoss:
     return LovaszHingeLoss(per_image=per_image, symmetric=True)
 
@@ -93,6 +105,7 @@ _LOSSES: dict[str, Callable[..., nn.Module]] = {
     "lovasz_symmetric": _lovasz_symmetric,
     "bootstrapped_ce": BootstrappedCELoss,
     "focal": FocalLoss,
+    "empty_topk": EmptyTopkLoss,
 }
 
 

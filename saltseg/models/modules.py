@@ -102,25 +102,52 @@ class HypercolumnHead(nn.Module):
     projections upsampled to full size: the same result without building the wide full-size
     tensor. Channel dropout on a stage map equals channel dropout on its upsampled copy.
 
+    With ``context_channels`` the head also takes an image-level vector (N x C): projected to
+    ``mid_channels`` and added at every pixel, it is the 1x1 convolution of that vector tiled
+    over the image and concatenated to the hypercolumn, so every pixel's logit sees what the whole
+    tile looks like (an empty tile can lower all of them at once).
+
     Args:
         in_channels: Channels of each stage map.
         mid_channels: Width of the conv-BN-ReLU.
         dropout: Channel dropout probability on the hypercolumn.
+        context_channels: Channels of the image-level vector; 0 for none.
     """
 
-    def __init__(self, in_channels: Sequence[int], mid_channels: int, dropout: float = 0.0) -> None:
+    def __init__(
+        self,
+        in_channels: Sequence[int],
+        mid_channels: int,
+        dropout: float = 0.0,
+        context_channels: int = 0,
+    ) -> None:
         super().__init__()
         self.dropout = nn.Dropout2d(dropout) if dropout > 0 else nn.Identity()
         self.proj = nn.ModuleList(nn.Conv2d(c, mid_channels, 1, bias=False) for c in in_channels)
+        self.context = (
+            nn.Linear(context_channels, mid_channels, bias=False) if context_channels else None
+        )
         self.bn = nn.BatchNorm2d(mid_channels)
         self.out = nn.Conv2d(mid_channels, 1, 1)
 
-    def forward(self, stages: Sequence[torch.Tensor], size: Sequence[int]) -> torch.Tensor:
-        """Logits N x 1 x size of the stage maps (each N x C_i x H_i x W_i)."""
+    def forward(
+        self,
+        stages: Sequence[torch.Tensor],
+        size: Sequence[int],
+        context: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Logits N x 1 x size of the stage maps (each N x C_i x H_i x W_i).
+
+        ``context`` (N x ``context_channels``) is required when the head was built with it.
+        """
         y = None
         for proj, stage in zip(self.proj, stages, strict=True):
             z = upsample_to(proj(self.dropout(stage)), size, "bilinear")
             y = z if y is None else y + z
+        if self.context is not None:
+            if context is None:
+                raise SaltsegError("this hypercolumn head needs an image-level context vector")
+            y = y + self.context(context)[:, :, None, None]
         return self.out(F.relu(self.bn(y), inplace=True))
 
 

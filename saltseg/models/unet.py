@@ -81,6 +81,11 @@ class UNet(SegmentationModel):
             (:class:`~saltseg.models.modules.HypercolumnHead`). Without it the head is a 3x3
             conv on the last decoder block, as in smp.
         classifier: Add the empty/non-empty classifier on the deepest encoder features.
+        context: Give the mask head the image-level view the classifier has: the deepest
+            encoder features, averaged over the image, projected and added at every pixel of the
+            head's input (with ``hypercolumn``, inside
+            :class:`~saltseg.models.modules.HypercolumnHead`; otherwise on the last decoder
+            block). Every logit can then follow whether the tile as a whole looks like salt.
         side_outputs: Add a 1x1 logit head per decoder block (returned as ``"aux"`` in training).
         dropout: Dropout before the final head and in the classifier.
     """
@@ -100,6 +105,7 @@ class UNet(SegmentationModel):
         scse_reduction: int = 16,
         hypercolumn: bool = False,
         classifier: bool = False,
+        context: bool = False,
         side_outputs: bool = False,
         dropout: float = 0.0,
     ) -> None:
@@ -119,6 +125,7 @@ class UNet(SegmentationModel):
             "scse_reduction": scse_reduction,
             "hypercolumn": hypercolumn,
             "classifier": classifier,
+            "context": context,
             "side_outputs": side_outputs,
             "dropout": dropout,
         }
@@ -154,8 +161,13 @@ class UNet(SegmentationModel):
         )
         self.hypercolumn = hypercolumn
         self.hypercolumn_channels = sum(widths) if hypercolumn else 0
+        self.context = context
+        # Without a hypercolumn, the context is added to the last decoder block's output.
+        self.context_proj = (
+            nn.Linear(enc[-1], widths[-1], bias=False) if context and not hypercolumn else None
+        )
         if hypercolumn:
-            self.head = HypercolumnHead(widths, widths[-1], dropout)
+            self.head = HypercolumnHead(widths, widths[-1], dropout, enc[-1] if context else 0)
         else:
             self.head = nn.Sequential(
                 nn.Dropout2d(dropout) if dropout > 0 else nn.Identity(),
@@ -191,7 +203,13 @@ class UNet(SegmentationModel):
         for block, skip in zip(self.decoder, skips, strict=True):
             y = block(y, size if skip is None else skip.shape[-2:], skip)
             stages.append(y)
-        mask = self.head(stages, size) if self.hypercolumn else self.head(y)
+        pooled = features[-1].mean((2, 3)) if self.context else None
+        if self.hypercolumn:
+            mask = self.head(stages, size, pooled)
+        else:
+            if self.context_proj is not None:
+                y = y + self.context_proj(pooled)[:, :, None, None]
+            mask = self.head(y)
         out: Outputs = {"mask": mask}
         if self.classifier is not None:
             out["cls"] = self.classifier(features[-1])
