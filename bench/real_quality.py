@@ -342,6 +342,11 @@ def main() -> None:
     )
     parser.add_argument("--no-write", action="store_true", help="print, leave RESULTS.md alone")
     parser.add_argument(
+        "--section",
+        default=None,
+        help="RESULTS.md section to rewrite (default real_quality_<epochs>ep)",
+    )
+    parser.add_argument(
         "--no-peer",
         action="store_true",
         help="exploration: train the recipes only, print their scores, write nothing",
@@ -394,7 +399,7 @@ def main() -> None:
     body = render(results, args, len(tiles), int(np.isin(fold_of, folds).sum()))
     print(body)
     if not args.no_write:
-        section = f"real_quality_{args.epochs}ep"
+        section = args.section or f"real_quality_{args.epochs}ep"
         write_section(section, body)
 
 
