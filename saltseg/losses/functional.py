@@ -195,9 +195,8 @@ def empty_topk_loss(logits: Tensor, target: Tensor, k: int = 32) -> Tensor:
     """
     check_empty_topk_k(k)
     x, y = _flat(logits, target)
-    empty = y.amax(1) < 0.5
     top = x.topk(min(k, x.shape[1]), dim=1).values.mean(1)
-    return (F.softplus(top) * empty).sum() / x.shape[0]
+    return (F.softplus(top) * (1 - nonempty(y))).sum() / x.shape[0]
 
 
 def nonempty(target: Tensor) -> Tensor:
