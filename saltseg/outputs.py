@@ -6,13 +6,19 @@ is used, an earlier result is replaced only with ``overwrite``, and a folder hol
 is refused; with ``names`` (the files the command will write), other files may stay in the folder
 as long as none of them takes one of those names. New files are written into a hidden staging
 folder inside the output folder (the same file system, so moving even large files is a rename)
-and moved into place only when the command has finished, after the earlier result's files (and
-only those) are removed; an interrupted command leaves the earlier result as it was.
+and moved into place only when the command has finished; an interrupted command leaves the
+earlier result as it was. Publishing is journalled: before the first file moves, a hidden journal
+(``.<manifest>.publish.json``) records the staging folder, the new names and the earlier result's
+files. The new files replace the old ones name by name, the earlier result's other files (and only
+those) are removed, and the new manifest moves in last. A command killed while publishing leaves
+the journal behind, and the next :class:`OutputFolder` on that folder completes the publish
+before anything else, so the folder never holds a mix of two results.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import shutil
@@ -24,6 +30,8 @@ from saltseg.io import write_json
 
 _STAGING = re.compile(r"^\..+\.\d+\.staging$")
 _DISK_MARGIN = 16 * 2**20
+
+log = logging.getLogger(__name__)
 
 
 def check_disk(path: Path, needed: int) -> None:
@@ -76,6 +84,7 @@ class OutputFolder:
         self.previous: list[Path] = []
         self.staging: Path | None = None
         self.created = False
+        self._recover()
         entries = [e for e in self._entries() if not _STAGING.match(e.name)]
         if not entries:
             return
@@ -135,25 +144,73 @@ class OutputFolder:
         self.staging.mkdir()
         return self.staging
 
+    @property
+    def journal(self) -> Path:
+        """The publish journal (present only while, or after a kill during, :meth:`publish`)."""
+        return self.path / f".{self.manifest}.publish.json"
+
     def publish(self, summary: dict[str, Any]) -> None:
-        """Remove the earlier result, move the staged files into place, write the manifest
-        (with the names moved in as ``outputs``)."""
+        """Move the staged files into place (replacing the earlier result's files of the same
+        name), remove the earlier result's other files, move in the manifest (with the names
+        moved in as ``outputs``); journalled, see the module docstring."""
         assert self.staging is not None, "stage() first"
         names = sorted(entry.name for entry in self.staging.iterdir())
-        for entry in self.previous:
-            if entry.is_dir() and not entry.is_symlink():
-                shutil.rmtree(entry)
-            else:
-                entry.unlink(missing_ok=True)
-        clashes = [name for name in names if (self.path / name).exists()]
+        previous = {entry.name for entry in self.previous}
+        clashes = [n for n in names if n not in previous and (self.path / n).exists()]
         if clashes:  # not ours (checked at the start), so it appeared meanwhile
             raise SaltsegError(
                 f"{self.path / clashes[0]} appeared meanwhile; the new files are in {self.staging}"
             )
-        for name in names:
-            os.replace(self.staging / name, self.path / name)
-        self.staging.rmdir()
-        write_json({**summary, "outputs": names}, self.path / self.manifest)
+        write_json({**summary, "outputs": names}, self.staging / self.manifest)
+        plan = {
+            "staging": self.staging.name,
+            "outputs": names,
+            "previous": sorted(previous - {self.manifest}),
+        }
+        write_json(plan, self.journal)
+        self._finish(plan)
+
+    def _finish(self, plan: dict[str, Any]) -> None:
+        """Carry out a publish ``plan`` (safe to repeat after a kill at any point in it)."""
+        staging = self.path / plan["staging"]
+        for name in plan["outputs"]:
+            source, target = staging / name, self.path / name
+            if not (source.exists() or source.is_symlink()):
+                continue  # moved before the kill
+            if target.exists() and (target.is_dir() or source.is_dir()):
+                _remove(target)  # rename cannot replace a folder, nor a file by a folder
+            os.replace(source, target)
+        for name in plan["previous"]:
+            if name not in plan["outputs"]:
+                _remove(self.path / name)
+        if (staging / self.manifest).exists():
+            os.replace(staging / self.manifest, self.path / self.manifest)
+        if staging.is_dir():
+            staging.rmdir()
+        self.journal.unlink()
+        self.staging = None
+
+    def _recover(self) -> None:
+        """Complete a publish that a killed command left half done."""
+        if not self.journal.is_file():
+            return
+        try:
+            plan = json.loads(self.journal.read_text())
+            lists = [plan["outputs"], plan["previous"]]
+            names = [plan["staging"], *lists[0], *lists[1]]
+            valid = all(isinstance(x, list) for x in lists) and all(
+                isinstance(n, str) and n and Path(n).name == n and n not in (".", "..")
+                for n in names
+            )
+        except (OSError, ValueError, KeyError, TypeError):
+            valid = False
+        if not valid or not _STAGING.match(plan["staging"]):
+            raise SaltsegError(
+                f"{self.journal}: unreadable publish journal of an interrupted command; "
+                "check the folder's files and remove the journal"
+            )
+        log.warning("%s: completing the publish of an interrupted command", self.path)
+        self._finish(plan)
 
     def abort(self) -> None:
         """Drop the staged files (the earlier result stays), and the folder if :meth:`stage`
@@ -162,3 +219,10 @@ class OutputFolder:
             shutil.rmtree(self.staging)
         if self.created and self.path.is_dir() and not any(self.path.iterdir()):
             self.path.rmdir()
+
+
+def _remove(entry: Path) -> None:
+    if entry.is_dir() and not entry.is_symlink():
+        shutil.rmtree(entry)
+    else:
+        entry.unlink(missing_ok=True)
