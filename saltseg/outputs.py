@@ -178,11 +178,11 @@ class OutputFolder:
             if not (source.exists() or source.is_symlink()):
                 continue  # moved before the kill
             if target.exists() and (target.is_dir() or source.is_dir()):
-                _remove(target)  # rename cannot replace a folder, nor a file by a folder
+                remove_entry(target)  # rename cannot replace a folder, nor a file by a folder
             os.replace(source, target)
         for name in plan["previous"]:
             if name not in plan["outputs"]:
-                _remove(self.path / name)
+                remove_entry(self.path / name)
         if (staging / self.manifest).exists():
             os.replace(staging / self.manifest, self.path / self.manifest)
         if staging.is_dir():
@@ -221,7 +221,8 @@ class OutputFolder:
             self.path.rmdir()
 
 
-def _remove(entry: Path) -> None:
+def remove_entry(entry: Path) -> None:
+    """Remove a file, link or folder (a link is removed, never followed); a missing one is fine."""
     if entry.is_dir() and not entry.is_symlink():
         shutil.rmtree(entry)
     else:

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,6 +39,7 @@ from saltseg.data.folds import read_folds, write_folds
 from saltseg.data.tgs import TileSet
 from saltseg.errors import SaltsegError
 from saltseg.io import atomic_path, write_json
+from saltseg.outputs import remove_entry
 from saltseg.postprocess import PostProcess, load_postprocess, save_postprocess, tune_postprocess
 
 MARKER = "run.json"
@@ -235,7 +235,7 @@ class Run:
             if entry == aside:
                 continue
             if keep_old:
-                _remove(entry)
+                remove_entry(entry)
             else:
                 target = aside / entry.relative_to(self.root)
                 target.parent.mkdir(parents=True, exist_ok=True)
@@ -246,7 +246,7 @@ class Run:
 
     def drop_replaced(self) -> None:
         """Delete the run that an overwrite set aside (call once the new run is complete)."""
-        _remove(self.root / REPLACED)
+        remove_entry(self.root / REPLACED)
 
     def initialise(
         self,
@@ -450,13 +450,6 @@ def tune_oof(
     folds = sorted(int(f) for f in np.unique(oof["fold"]))
     pp.info.update(folds=folds, complete=folds == list(range(config.data.k)))
     return pp
-
-
-def _remove(entry: Path) -> None:
-    if entry.is_dir() and not entry.is_symlink():
-        shutil.rmtree(entry)
-    else:
-        entry.unlink(missing_ok=True)
 
 
 def read_json(path: Path) -> dict[str, Any]:

@@ -94,15 +94,15 @@ def test_a_publish_killed_while_removing_the_old_files_is_completed(tmp_path, mo
     want = expected_new(tmp_path / "reference")
     out = tmp_path / "out"
     publish(out, OLD, overwrite=False)
-    real_remove = outputs._remove
+    real_remove = outputs.remove_entry
 
     def remove(entry):
         raise Killed
 
-    monkeypatch.setattr(outputs, "_remove", remove)
+    monkeypatch.setattr(outputs, "remove_entry", remove)
     with pytest.raises(Killed):
         publish(out, NEW)
-    monkeypatch.setattr(outputs, "_remove", real_remove)
+    monkeypatch.setattr(outputs, "remove_entry", real_remove)
     OutputFolder(out, MANIFEST, overwrite=True)
     assert contents(out) == want
 
