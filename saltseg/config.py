@@ -159,6 +159,9 @@ class LossConfig(_Strict):
     cls_weight: float = Field(0.05, ge=0)
     aux_weight: float = Field(0.1, ge=0)
     nonempty_only: bool = False
+    tile_only: bool = False
+    """Mask losses on the 101x101 tile only, leaving out the reflected border that the pad
+    geometry adds (the metric scores the tile alone); needs ``augment.geometry: pad``."""
 
     @model_validator(mode="after")
     def _increasing(self) -> LossConfig:
@@ -217,6 +220,20 @@ class Config(_Strict):
     optim: OptimConfig = OptimConfig()
     trainer: TrainerConfig = TrainerConfig()
     folds: list[int] | None = None
+
+    @model_validator(mode="after")
+    def _tile_only_needs_pad(self) -> Config:
+        if self.loss.tile_only and self.augment.geometry != "pad":
+            raise ValueError(
+                "loss.tile_only needs augment.geometry: pad (with resize every pixel is the tile)"
+            )
+        return self
+
+    def loss_window(self) -> tuple[int, int] | None:
+        """``(offset, side)`` of the tile inside the model input when ``loss.tile_only``."""
+        if not self.loss.tile_only or self.augment.size == TILE:
+            return None
+        return (self.augment.size - TILE) // 2, TILE
 
     def model_kwargs(self, pretrained: bool = True) -> dict[str, Any]:
         """The model's constructor arguments, with input channels set from the data config.

@@ -80,3 +80,13 @@ def test_recipes_build_their_model(path):
     model = create_model(config.model_kwargs(pretrained=False))
     assert model.config["in_chans"] == 1 + len(config.data.extra_channels)
     assert sum(p.numel() for p in model.parameters()) > 1e6
+
+
+def test_tile_only_loss_window():
+    config = load_config(CONFIGS / "resnet34-cpu.yaml", ["loss.tile_only=true"])
+    assert config.loss_window() == (13, 101)  # 101 reflect-padded to 128: 13 above, 14 below
+    assert load_config(CONFIGS / "resnet34-cpu.yaml").loss_window() is None
+    with pytest.raises(SaltsegError, match="tile_only needs augment.geometry: pad"):
+        load_config(
+            CONFIGS / "resnet34-cpu.yaml", ["loss.tile_only=true", "augment.geometry=resize"]
+        )

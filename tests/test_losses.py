@@ -378,3 +378,25 @@ def test_losses_package_layout() -> None:
     assert modules.create_loss is create_loss and modules.list_losses is saltseg.list_losses
     assert criterion.SegmentationCriterion is SegmentationCriterion
     assert saltseg.create_loss is create_loss
+
+
+def test_criterion_window_scores_only_the_tile() -> None:
+    out, masks = _outputs()  # 8x8 grid; the "tile" is its central 4x4 (offset 2)
+    crit = SegmentationCriterion("dice", cls_weight=0.5, aux_weight=0.25, window=(2, 4))
+    total, parts = crit(out, masks)
+    aux_up = F.interpolate(out["aux"][0], size=(8, 8), mode="bilinear", align_corners=False)
+    inner = (..., slice(2, 6), slice(2, 6))
+    expected = (
+        soft_dice_loss(out["mask"][inner], masks[inner])
+        + 0.5 * classifier_bce(out["cls"], masks)  # the classifier sees the whole target
+        + 0.25 * soft_dice_loss(aux_up[inner], masks[inner])
+    )
+    assert total.item() == pytest.approx(expected.item(), rel=1e-6)
+    total.backward()
+    border = out["mask"].grad.clone()
+    border[inner] = 0
+    assert (border == 0).all() and (out["mask"].grad[inner] != 0).any()
+    with pytest.raises(SaltsegError, match="does not fit"):
+        SegmentationCriterion("bce", window=(6, 4))(out, masks)
+    with pytest.raises(SaltsegError, match="offset"):
+        SegmentationCriterion("bce", window=(-1, 4))

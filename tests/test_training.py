@@ -297,3 +297,19 @@ def test_validation_batches_are_larger_unless_set(data):
     )
     with pytest.raises(SaltsegError, match="val_batch_size"):
         load_config(CONFIGS / "demo.yaml", ["data.val_batch_size=0"])
+
+
+def test_tile_only_training_step_ignores_the_padded_border():
+    from saltseg.training.module import SaltModule
+
+    config = tiny_config("augment.size=128", "loss.tile_only=true", "loss.cls_weight=0")
+    module = SaltModule(config)
+    assert module.criterion.window == (13, 101)
+    module.eval()  # no dropout: two passes give the same logits
+    image = torch.rand(2, 1, 128, 128)
+    mask = torch.zeros(2, 1, 128, 128)
+    loss = module.training_step({"image": image, "mask": mask}, 0)
+    mask[..., :13, :] = 1  # salt only in the reflected border: the same loss
+    assert module.training_step({"image": image, "mask": mask}, 0).item() == pytest.approx(
+        loss.item()
+    )

@@ -125,7 +125,9 @@ class SegmentationCriterion(nn.Module):
     ``total = mask + cls_weight * cls + aux_weight * mean(aux)``. ``cls`` is :func:`classifier_bce`
     on all images; aux logits smaller than the target are upsampled (bilinear) before the loss.
     With ``nonempty_only=True`` the mask and aux losses use only the images whose truth has salt
-    (the classifier handles empty tiles); a batch without any gives them 0.
+    (the classifier handles empty tiles); a batch without any gives them 0. With ``window`` the
+    mask and aux losses see only a central square of the target's grid (the 101x101 tile of a
+    padded input, not its reflected border); the classifier still sees the whole target.
 
     Args:
         loss: Segmentation loss: a module, a :class:`LossSchedule` (``forward`` then needs
@@ -133,6 +135,7 @@ class SegmentationCriterion(nn.Module):
         cls_weight: Weight of the classifier loss; skipped when 0 or when there is no ``"cls"``.
         aux_weight: Weight of the deep-supervision loss; skipped when 0 or without ``"aux"``.
         nonempty_only: Mask and aux losses on non-empty images only.
+        window: ``(offset, side)`` of that central square, or None for the whole grid.
     """
 
     def __init__(
@@ -141,8 +144,12 @@ class SegmentationCriterion(nn.Module):
         cls_weight: float = 0.05,
         aux_weight: float = 0.1,
         nonempty_only: bool = False,
+        window: tuple[int, int] | None = None,
     ) -> None:
         super().__init__()
+        if window is not None and (window[0] < 0 or window[1] < 1):
+            raise SaltsegError(f"loss window must be (offset >= 0, side >= 1), got {window}")
+        self.window = window
         self.loss = loss if isinstance(loss, LossSchedule) else loss_from_config(loss)
         self.cls_weight = cls_weight
         self.aux_weight = aux_weight
@@ -158,15 +165,17 @@ class SegmentationCriterion(nn.Module):
         target = target.reshape(logits.shape).float()
         seg_loss = self.loss.at(epoch) if isinstance(self.loss, LossSchedule) else self.loss
         keep = nonempty(target).bool() if self.nonempty_only else None
+        inside = self._crop(target)
 
         def seg(x: Tensor) -> Tensor:
             if x.shape[-2:] != target.shape[-2:]:
                 x = F.interpolate(x, size=target.shape[-2:], mode="bilinear", align_corners=False)
+            x = self._crop(x)
             if keep is None:
-                return seg_loss(x, target)
+                return seg_loss(x, inside)
             if not keep.any():
                 return x.sum() * 0
-            return seg_loss(x[keep], target[keep])
+            return seg_loss(x[keep], inside[keep])
 
         parts = {"mask": seg(logits)}
         total = parts["mask"]
@@ -178,3 +187,12 @@ class SegmentationCriterion(nn.Module):
             total = total + self.aux_weight * parts["aux"]
         parts["total"] = total
         return total, {k: v.detach() for k, v in parts.items()}
+
+    def _crop(self, x: Tensor) -> Tensor:
+        if self.window is None:
+            return x
+        offset, side = self.window
+        if offset + side > min(x.shape[-2:]):
+            grid = tuple(x.shape[-2:])
+            raise SaltsegError(f"loss window {self.window} does not fit a {grid} grid")
+        return x[..., offset : offset + side, offset : offset + side]

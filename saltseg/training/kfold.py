@@ -171,7 +171,7 @@ def check_run_inputs(config: Config, data: Path | None, folds: list[int] | None)
     except (TypeError, ValueError) as err:
         raise SaltsegError(f"bad model config: {str(err).splitlines()[0]}") from None
     try:
-        build_criterion(config.loss)
+        build_criterion(config.loss, config.loss_window())
     except (TypeError, ValueError, KeyError) as err:
         raise SaltsegError(f"bad loss config: {str(err).splitlines()[0]}") from None
     check_trainer(config)

@@ -14,8 +14,11 @@ from saltseg.losses import LossSchedule, SegmentationCriterion
 from saltseg.metrics import image_scores, iou
 
 
-def build_criterion(cfg: LossConfig) -> SegmentationCriterion:
-    """The loss of a recipe: a schedule of weighted sums, plus classifier and side-output terms."""
+def build_criterion(
+    cfg: LossConfig, window: tuple[int, int] | None = None
+) -> SegmentationCriterion:
+    """The loss of a recipe: a schedule of weighted sums, plus classifier and side-output terms;
+    ``window`` as :meth:`saltseg.config.Config.loss_window` gives it."""
     stages = []
     for stage in cfg.stages:
         stages.append((stage.epoch, [stage.term(name) for name in stage.terms]))
@@ -24,6 +27,7 @@ def build_criterion(cfg: LossConfig) -> SegmentationCriterion:
         cls_weight=cfg.cls_weight,
         aux_weight=cfg.aux_weight,
         nonempty_only=cfg.nonempty_only,
+        window=window,
     )
 
 
@@ -78,7 +82,7 @@ class SaltModule(L.LightningModule):
         self.channels_last = self.config.trainer.channels_last
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
-        self.criterion = build_criterion(self.config.loss)
+        self.criterion = build_criterion(self.config.loss, self.config.loss_window())
         self.lr = self.config.optim.lr
         self._val_sums = torch.zeros(4, dtype=torch.float64)
 
