@@ -62,6 +62,8 @@ class Result:
     score: float
     tuned: float
     settings: str
+    tuned_plain: float
+    """Tuned without the peak gate (threshold, minimum area and classifier gate only)."""
     epoch_seconds: list[float]
     total_seconds: float
     notes: dict[str, Any] = field(default_factory=dict)
@@ -78,13 +80,15 @@ def subset_folder(data: Path, n: int, out: Path) -> Path:
 
 def tune(
     truth: np.ndarray, probs: np.ndarray, images: np.ndarray, cls: np.ndarray | None = None
-) -> tuple[float, Any]:
-    """Score at threshold 0.5 and the post-processing tuned on these OOF probabilities."""
+) -> tuple[float, Any, float]:
+    """Score at threshold 0.5, the post-processing tuned on these OOF probabilities, and the
+    tuned score without the peak gate."""
     from saltseg.metrics import competition_metric
     from saltseg.postprocess import tune_postprocess
 
     pp = tune_postprocess(truth, probs, images, cls, base_threshold=0.5)
-    return competition_metric(truth, probs > 0.5), pp
+    plain = tune_postprocess(truth, probs, images, cls, base_threshold=0.5, peak_thresholds=(0,))
+    return competition_metric(truth, probs > 0.5), pp, plain.info["oof_score_after"]
 
 
 class Peer:
@@ -174,13 +178,14 @@ class Peer:
     def result(self) -> Result:
         started = time.perf_counter()
         seen = self.seen
-        score, pp = tune(self.tiles.masks[seen], self.oof[seen], self.tiles.images[seen])
+        score, pp, plain = tune(self.tiles.masks[seen], self.oof[seen], self.tiles.images[seen])
         self.seconds += time.perf_counter() - started
         return Result(
             self.name,
             score,
             pp.info["oof_score_after"],
             pp.describe(),
+            plain,
             self.epoch_seconds,
             self.seconds,
         )
@@ -259,7 +264,7 @@ class Recipe:
         oof = run.oof()
         tiles = self.tiles()
         rows = oof_rows(oof["ids"], tiles)
-        score, pp = tune(tiles.masks[rows], oof["mask"], tiles.images[rows], oof.get("cls"))
+        score, pp, plain = tune(tiles.masks[rows], oof["mask"], tiles.images[rows], oof.get("cls"))
         notes = {"num_workers": self.config.data.num_workers, "batch": self.config.data.batch_size}
         if not self.keep:
             shutil.rmtree(self.out)
@@ -268,6 +273,7 @@ class Recipe:
             score,
             pp.info["oof_score_after"],
             pp.describe(),
+            plain,
             epoch_seconds,
             self.seconds + time.perf_counter() - started,
             notes,
@@ -285,7 +291,8 @@ def render(results: list[Result], args: argparse.Namespace, n_tiles: int, n_oof:
         per_epoch = float(np.median(r.epoch_seconds))  # a busy spell of the machine moves it less
         ratio = per_epoch / float(np.median(peer.epoch_seconds))
         rows.append(
-            f"| {name} | {r.score:.4f} | {r.tuned:.4f} ({r.settings}) | {per_epoch:.1f} | "
+            f"| {name} | {r.score:.4f} | {r.tuned:.4f} ({r.settings}) | {r.tuned_plain:.4f} | "
+            f"{per_epoch:.1f} | "
             f"{ratio:.2f}x | {r.total_seconds:.0f} | {r.score - peer.score:+.4f} / "
             f"{r.tuned - peer.tuned:+.4f} |"
         )
@@ -297,8 +304,9 @@ def render(results: list[Result], args: argparse.Namespace, n_tiles: int, n_oof:
         else "its best epoch by validation score (chosen on the same tiles it is scored on)"
     )
     header = (
-        "| contender | OOF mAP @0.5 | OOF mAP tuned (settings) | median s/epoch (train + val) | "
-        "vs peer | total s | vs peer (@0.5 / tuned) |\n| --- | --- | --- | --- | --- | --- | --- |"
+        "| contender | OOF mAP @0.5 | OOF mAP tuned (settings) | tuned without peak gate | "
+        "median s/epoch (train + val) | vs peer | total s | vs peer (@0.5 / tuned) |\n"
+        "| --- | --- | --- | --- | --- | --- | --- | --- |"
     )
     table = "\n".join([header, *rows])
     return f"""## Quality on real tiles, {args.epochs} epochs (`bench/real_quality.py`)
@@ -310,7 +318,8 @@ seed 0), folds {folds}: {n_oof} out-of-fold tiles scored. Random init, {args.epo
 contenders taking turns fold by fold in one process, {args.threads} torch thread(s), device
 {args.device}.
 Competition metric on the out-of-fold predictions (flip TTA) at threshold 0.5, and after tuning
-threshold / minimum area / classifier gate on them. The peer keeps its last epoch; saltseg keeps
+threshold / minimum area / peak gate / classifier gate on them (the same tuner for every
+contender; also without the peak gate). The peer keeps its last epoch; saltseg keeps
 {keep_text}.
 Machine: {machine()}.
 
@@ -390,6 +399,14 @@ def main() -> None:
                 score = contender.fold_score(fold)
                 print(f"fold {fold}: {contender.name} done, mAP @0.5 {score:.4f}", flush=True)
         results = [contender.result() for contender in contenders]
+        if args.keep_runs and not args.no_peer:  # the peer's OOF, to score again later
+            peer = contenders[0]
+            np.savez_compressed(
+                work / "peer_oof.npz",
+                ids=np.asarray(tiles.ids)[peer.seen],
+                mask=peer.oof[peer.seen].astype(np.float16),
+                fold=fold_of[peer.seen],
+            )
         for result in results:
             seconds = " ".join(f"{s:.0f}" for s in result.epoch_seconds)
             scores = f"{result.score:.4f} / tuned {result.tuned:.4f}"

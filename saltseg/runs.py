@@ -12,7 +12,7 @@ A run folder holds::
     fold_K/oof.npz       ids and probabilities (float16) of the fold's validation tiles
     fold_K/score.json    best epoch and out-of-fold score of the fold
     oof_score.json       the out-of-fold score of the whole run
-    postprocess.json     threshold, minimum area and classifier gate tuned on out-of-fold
+    postprocess.json     threshold, minimum area, peak and classifier gates tuned on out-of-fold
     onnx/fold_K.onnx     exported fold models
     .replaced/           while a run started with overwrite is training: the run it replaces
 

@@ -211,6 +211,49 @@ def test_tuning_finds_the_classifier_gate():
         pp.apply(probs)
 
 
+def test_tuning_finds_the_peak_gate(tmp_path):
+    # salt: a 10x10 square at 0.55 with a sure pixel (0.95); empty tiles: a 15x15 blob at 0.6.
+    # No threshold or minimum area separates them (the blobs are larger and no fainter than the
+    # salt); only the highest probability of the tile does.
+    truth = np.zeros((8, 101, 101), bool)
+    probs = np.full((8, 101, 101), 0.02, np.float32)
+    for i in range(8):
+        if i % 2:
+            truth[i, 40:50, 40:50] = True
+            probs[i, 40:50, 40:50] = 0.55
+            probs[i, 45, 45] = 0.95
+        else:
+            probs[i, 10:25, 10:25] = 0.6
+    pp = tune_postprocess(truth, probs)
+    assert 0.6 < pp.peak_threshold <= 0.95 and pp.threshold < 0.55 and pp.min_area == 0
+    assert pp.info["oof_score_after"] == 1.0 and competition_metric(truth, pp.apply(probs)) == 1.0
+    assert tune_postprocess(truth, probs, peak_thresholds=(0.0,)).info["oof_score_after"] == 0.5
+    assert "peak gate 0.65" in PostProcess(0.5, peak_threshold=0.65).describe()
+    save_postprocess(pp, tmp_path / "pp.json")
+    assert load_postprocess(tmp_path / "pp.json") == pp
+    with pytest.raises(SaltsegError, match="peak_threshold must be null or a number"):
+        PostProcess(0.5, peak_threshold=1.5)
+
+
+def test_tuning_grid_equals_a_direct_search():
+    gen = np.random.default_rng(5)
+    truth = gen.random((12, 101, 101)) < gen.random((12, 1, 1)) * (gen.random((12, 1, 1)) < 0.6)
+    probs = np.clip(truth * 0.5 + gen.random((12, 101, 101)) * 0.6, 0, 1).astype(np.float32)
+    cls = gen.random(12)
+    grid = {"thresholds": (0.4, 0.6), "min_areas": (0, 500), "cls_thresholds": (0.0, 0.5)}
+    grid["peak_thresholds"] = (0.0, 0.95)
+    pp = tune_postprocess(truth, probs, cls=cls, **grid)
+    best = max(
+        competition_metric(truth, PostProcess(t, a, g or None, p or None).apply(probs, cls=cls))
+        for t in grid["thresholds"]
+        for a in grid["min_areas"]
+        for g in grid["cls_thresholds"]
+        for p in grid["peak_thresholds"]
+    )
+    assert pp.info["oof_score_after"] == pytest.approx(best)
+    assert competition_metric(truth, pp.apply(probs, cls=cls)) == pytest.approx(best)
+
+
 def test_constant_tiles_are_predicted_empty(tmp_path):
     images = rng.random((3, 101, 101)).astype(np.float32)
     images[1] = 0.5

@@ -267,7 +267,7 @@ def tune(
         typer.Option(help="Output JSON (default RUN/postprocess.json; needed for several runs)."),
     ] = None,
 ) -> None:
-    """Choose threshold, minimum area and classifier gate on the out-of-fold predictions."""
+    """Choose threshold, minimum area, peak gate and classifier gate on the OOF predictions."""
     from saltseg.inference.pipeline import tune_runs
 
     pp, path = tune_runs(run, data=data, weights=weights, out=out)

@@ -3,7 +3,7 @@
 Windows go through the run ensemble exactly as ``saltseg predict`` sends tiles:
 ``Ensemble.load(...)`` then ``Ensemble.predict(windows, None, tta, batch_size)["mask"]``. The
 pixel threshold comes from the runs' post-processing (``resolve_postprocess``); the tile rules
-(minimum area, classifier gate, constant tiles) do not apply to sections and cubes.
+(minimum area, peak and classifier gates, constant tiles) do not apply to sections and cubes.
 """
 
 from __future__ import annotations
