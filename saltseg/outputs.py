@@ -156,27 +156,37 @@ class OutputFolder:
         assert self.staging is not None, "stage() first"
         names = sorted(entry.name for entry in self.staging.iterdir())
         previous = {entry.name for entry in self.previous}
-        clashes = [n for n in names if n not in previous and (self.path / n).exists()]
-        if clashes:  # not ours (checked at the start), so it appeared meanwhile
-            raise SaltsegError(
-                f"{self.path / clashes[0]} appeared meanwhile; the new files are in {self.staging}"
-            )
         write_json({**summary, "outputs": names}, self.staging / self.manifest)
         plan = {
             "staging": self.staging.name,
             "outputs": names,
             "previous": sorted(previous - {self.manifest}),
         }
+        self._pending(plan)  # before the journal: a refusal here leaves everything as it was
         write_json(plan, self.journal)
         self._finish(plan)
+
+    def _pending(self, plan: dict[str, Any]) -> list[str]:
+        """The plan's new files not moved yet; refuses when one of their names was taken by a
+        file that is not the earlier result's (it appeared meanwhile)."""
+        staging = self.path / plan["staging"]
+        pending = [
+            n for n in plan["outputs"] if (staging / n).exists() or (staging / n).is_symlink()
+        ]
+        for name in pending:
+            target = self.path / name
+            if name not in plan["previous"] and (target.exists() or target.is_symlink()):
+                raise SaltsegError(
+                    f"{target} appeared meanwhile and was not written by saltseg; the new files "
+                    f"are in {staging}"
+                )
+        return pending
 
     def _finish(self, plan: dict[str, Any]) -> None:
         """Carry out a publish ``plan`` (safe to repeat after a kill at any point in it)."""
         staging = self.path / plan["staging"]
-        for name in plan["outputs"]:
+        for name in self._pending(plan):
             source, target = staging / name, self.path / name
-            if not (source.exists() or source.is_symlink()):
-                continue  # moved before the kill
             if target.exists() and (target.is_dir() or source.is_dir()):
                 remove_entry(target)  # rename cannot replace a folder, nor a file by a folder
             os.replace(source, target)

@@ -134,7 +134,7 @@ def test_a_file_that_appears_meanwhile_stops_the_publish_before_any_removal(tmp_
     staging = folder.stage()
     (staging / "only-new.txt").write_text("new")
     (out / "only-new.txt").write_text("user")
-    with pytest.raises(SaltsegError, match="appeared meanwhile"):
+    with pytest.raises(SaltsegError, match="appeared meanwhile and was not written by saltseg"):
         folder.publish({})
     files = contents(out)
     assert files["only-new.txt"] == "user" and files["only-old.txt"] == "old"
@@ -158,3 +158,29 @@ def test_a_bad_journal_is_refused_and_nothing_moves(tmp_path, journal):
     with pytest.raises(SaltsegError, match="unreadable publish journal"):
         OutputFolder(out, MANIFEST, overwrite=True)
     assert contents(out) == before
+
+
+def test_a_recovery_never_replaces_a_file_that_appeared_after_the_kill(tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    publish(out, OLD, overwrite=False)
+    real_replace = os.replace
+
+    def replace(src, dst):
+        if ".staging" in str(src) and ".tmp" not in Path(src).name:
+            raise Killed  # killed before the first move
+        real_replace(src, dst)
+
+    monkeypatch.setattr(outputs.os, "replace", replace)
+    with pytest.raises(Killed):
+        publish(out, NEW)
+    monkeypatch.setattr(outputs.os, "replace", real_replace)
+    (out / "only-new.txt").write_text("user")  # a name of the new result, taken meanwhile
+    with pytest.raises(SaltsegError, match="only-new.txt appeared meanwhile"):
+        OutputFolder(out, MANIFEST, overwrite=True)
+    assert (out / "only-new.txt").read_text() == "user"
+    (out / "only-new.txt").unlink()  # the user moves it away: the next command finishes
+    OutputFolder(out, MANIFEST, overwrite=True)
+    assert (out / "only-new.txt").read_text() == "new"
+    assert json.loads((out / MANIFEST).read_text())["outputs"] == sorted(
+        ["only-new.txt", "probs", "submission.csv"]
+    )
