@@ -299,6 +299,7 @@ def test_validation_batches_are_larger_unless_set(data):
         load_config(CONFIGS / "demo.yaml", ["data.val_batch_size=0"])
 
 
+@pytest.mark.filterwarnings("ignore:You are trying to `self.log")  # no Trainer attached
 def test_tile_only_training_step_ignores_the_padded_border():
     from saltseg.training.module import SaltModule
 
