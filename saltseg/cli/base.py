@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 
@@ -41,6 +41,12 @@ def command(*args: Any, **kwargs: Any) -> Callable[[Callable[..., Any]], Callabl
 @app.callback()
 def _root() -> None:
     """Salt body segmentation in seismic images (TGS Salt Identification Challenge)."""
+
+
+TopK = Annotated[int | None, typer.Option(help="Keep per run the K folds with the best OOF score.")]
+"""The ``--top-k`` option of the commands that combine runs."""
+Weights = Annotated[str | None, typer.Option(help="Per-run weights, e.g. 0.6,0.4.")]
+"""The ``--weights`` option of the commands that combine runs."""
 
 
 def parse_folds(text: str | None) -> list[int] | None:

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from saltseg.cli.base import command, parse_pair
+from saltseg.cli.base import TopK, Weights, command, parse_pair
 from saltseg.errors import SaltsegError
 
 
@@ -26,10 +26,8 @@ def predict(
             "(comma-separated, combine with '+', e.g. hflip,hflip+bright); 'none' for no TTA."
         ),
     ] = "hflip",
-    top_k: Annotated[
-        int | None, typer.Option(help="Keep per run the K folds with the best OOF score.")
-    ] = None,
-    weights: Annotated[str | None, typer.Option(help="Per-run weights, e.g. 0.6,0.4.")] = None,
+    top_k: TopK = None,
+    weights: Weights = None,
     postprocess: Annotated[
         Path | None,
         typer.Option(help="Post-processing JSON (default: the first run's postprocess.json)."),
@@ -110,10 +108,8 @@ def predict_volume(
     tta: Annotated[
         str, typer.Option(help="TTA views besides the plain window, as for predict.")
     ] = "hflip",
-    top_k: Annotated[
-        int | None, typer.Option(help="Keep per run the K folds with the best OOF score.")
-    ] = None,
-    weights: Annotated[str | None, typer.Option(help="Per-run weights, e.g. 0.6,0.4.")] = None,
+    top_k: TopK = None,
+    weights: Weights = None,
     postprocess: Annotated[
         Path | None, typer.Option(help="Post-processing JSON (its pixel threshold is used).")
     ] = None,

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from saltseg.cli.base import command, parse_folds, parse_pair, trainer_overrides
+from saltseg.cli.base import Weights, command, parse_folds, parse_pair, trainer_overrides
 from saltseg.errors import SaltsegError
 
 
@@ -261,7 +261,7 @@ def tune(
     data: Annotated[
         Path | None, typer.Option(help="Training data folder (default: data.root of the run).")
     ] = None,
-    weights: Annotated[str | None, typer.Option(help="Per-run weights, e.g. 0.6,0.4.")] = None,
+    weights: Weights = None,
     out: Annotated[
         Path | None,
         typer.Option(help="Output JSON (default RUN/postprocess.json; needed for several runs)."),
