@@ -184,6 +184,9 @@ class OptimConfig(_Strict):
     div_factor: float = Field(25.0, gt=0)
     final_div_factor: float = Field(1e4, gt=0)
     freeze_encoder_epochs: int = Field(0, ge=0)
+    ema_decay: float = Field(0.0, ge=0, lt=1)
+    """Keep an exponential moving average of the weights (this decay per optimiser step, ramped
+    up over the first steps) and validate, keep and predict with it; 0 turns it off."""
 
 
 class TrainerConfig(_Strict):

@@ -314,3 +314,53 @@ def test_tile_only_training_step_ignores_the_padded_border():
     assert module.training_step({"image": image, "mask": mask}, 0).item() == pytest.approx(
         loss.item()
     )
+
+
+def test_weight_ema_follows_the_model_and_swaps_back():
+    from saltseg.training.module import WeightEMA
+
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 1), torch.nn.BatchNorm2d(2))
+    start = {k: v.clone() for k, v in net.state_dict().items()}
+    ema = WeightEMA(net, decay=0.5)
+    with torch.no_grad():
+        net[0].weight.add_(1.0)
+    net[1].num_batches_tracked += 3
+    ema.update(net)  # first update: decay ramped to 2/11
+    expected = start["0.weight"] + (1 - 2 / 11) * 1.0
+    torch.testing.assert_close(ema.state["0.weight"], expected)
+    assert int(ema.state["1.num_batches_tracked"]) == 3
+    trained = {k: v.clone() for k, v in net.state_dict().items()}
+    ema.swap(net)
+    torch.testing.assert_close(net[0].weight.detach(), expected)
+    ema.swap(net)
+    assert all(torch.equal(v, trained[k]) for k, v in net.state_dict().items())
+
+
+def test_ema_weights_are_kept_and_a_resumed_run_goes_on_averaging(data, tmp_path, monkeypatch):
+    from saltseg.training import fold as fold_module
+
+    torch.set_num_threads(1)
+    config = tiny_config("optim.ema_decay=0.9", "trainer.keep=last")
+    out = tmp_path / "ema"
+    make_trainer = fold_module.make_trainer
+    monkeypatch.setattr(
+        fold_module,
+        "make_trainer",
+        lambda *a, **k: make_trainer(*a, **k, callbacks_extra=[_Interrupt(1)]),
+    )
+    with pytest.raises(RuntimeError, match="interrupted"):
+        train_kfold(config, out, data=data, folds=[0], progress=False)
+    steps = read_checkpoint(out / "fold_0" / "last.ckpt")["ema_updates"]
+    assert steps > 0
+    monkeypatch.setattr(fold_module, "make_trainer", make_trainer)
+    train_kfold(config, out, folds=[0], resume=True, progress=False)
+    last = read_checkpoint(out / "fold_0" / "last.ckpt")
+    assert last["ema_updates"] == 2 * steps  # the average went on from where it stopped
+    kept = _weights(out / "fold_0" / "best.ckpt")
+    assert "ema_trained_state" not in read_checkpoint(out / "fold_0" / "best.ckpt")
+    assert all(torch.equal(kept[k], last["state_dict"][k]) for k in kept)  # the average, kept
+    trained = last["ema_trained_state"]
+    assert any(not torch.equal(kept[f"model.{k}"], v) for k, v in trained.items())
+    model, _, _ = load_model(out / "fold_0" / "best.ckpt")
+    loaded = model.state_dict()
+    assert all(torch.equal(loaded[k], kept[f"model.{k}"]) for k in loaded)

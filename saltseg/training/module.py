@@ -60,11 +60,51 @@ def onecycle_pct(pct_start: float, total: int) -> float:
     return min(max(pct_start, 2 / total), (total - 1.5) / total)
 
 
+class WeightEMA:
+    """Exponential moving average of a network's state (parameters and float buffers).
+
+    The decay ramps up as ``min(decay, (1 + n) / (10 + n))`` after ``n`` updates, so the first
+    steps of a run do not linger in the average.
+
+    Args:
+        model: The network whose state is averaged; the average starts as a copy of it.
+        decay: Weight of the average at each update once ramped up, in [0, 1).
+    """
+
+    def __init__(self, model: nn.Module, decay: float) -> None:
+        self.decay = decay
+        self.updates = 0
+        self.state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        """Move the average towards ``model``'s current state."""
+        self.updates += 1
+        decay = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        for key, value in model.state_dict().items():
+            average = self.state[key]
+            if average.is_floating_point():
+                average.lerp_(value.detach(), 1.0 - decay)
+            else:
+                average.copy_(value)
+
+    @torch.no_grad()
+    def swap(self, model: nn.Module) -> None:
+        """Exchange ``model``'s state and the average (twice restores both)."""
+        for key, value in model.state_dict().items():
+            held = self.state[key].clone()
+            self.state[key].copy_(value)
+            value.copy_(held)
+
+
 class SaltModule(L.LightningModule):
     """Trains one model of a recipe.
 
     The whole resolved config is saved as the checkpoint's hyper-parameters, so a checkpoint
     rebuilds its model without the config file (:func:`saltseg.training.checkpoint.load_model`).
+    With ``optim.ema_decay`` the module validates with the weights' moving average and saves it
+    as the checkpoint's weights; a full checkpoint (``last.ckpt``) also holds the trained
+    weights, from which a resumed run goes on.
 
     Args:
         config: The recipe, as a :class:`Config` or its ``model_dump()``.
@@ -85,6 +125,50 @@ class SaltModule(L.LightningModule):
         self.criterion = build_criterion(self.config.loss, self.config.loss_window())
         self.lr = self.config.optim.lr
         self._val_sums = torch.zeros(4, dtype=torch.float64)
+        self.ema: WeightEMA | None = None
+        self._ema_swapped = False
+
+    def _ensure_ema(self) -> WeightEMA | None:
+        if self.ema is None and self.config.optim.ema_decay > 0:
+            self.ema = WeightEMA(self.model, self.config.optim.ema_decay)
+        return self.ema
+
+    def on_train_start(self) -> None:
+        self._ensure_ema()
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        if self.ema is not None:
+            self.ema.update(self.model)
+
+    def on_train_end(self) -> None:
+        if self.ema is not None:
+            self.ema.swap(self.model)  # the module leaves fit holding the kept weights
+            self.ema = None
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if self.ema is None:
+            return
+        state = checkpoint["state_dict"]
+        model_state = {k: state[f"model.{k}"] for k in self.ema.state}
+        ema_state = {k: v.clone() for k, v in self.ema.state.items()}
+        trained, average = (
+            (ema_state, model_state) if self._ema_swapped else (model_state, ema_state)
+        )
+        if "optimizer_states" in checkpoint:  # a full checkpoint: keep what training goes on from
+            checkpoint["ema_trained_state"] = trained
+            checkpoint["ema_updates"] = self.ema.updates
+        state.update({f"model.{k}": v for k, v in average.items()})
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        trained = checkpoint.get("ema_trained_state")
+        if trained is None or self._ensure_ema() is None:
+            return
+        assert self.ema is not None
+        state = checkpoint["state_dict"]
+        for key in self.ema.state:
+            self.ema.state[key].copy_(state[f"model.{key}"])
+            state[f"model.{key}"] = trained[key]
+        self.ema.updates = int(checkpoint.get("ema_updates", 0))
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         if self.channels_last:
@@ -110,6 +194,9 @@ class SaltModule(L.LightningModule):
 
     def on_validation_epoch_start(self) -> None:
         self._val_sums = torch.zeros(4, dtype=torch.float64, device=self.device)
+        if self.ema is not None:
+            self.ema.swap(self.model)
+            self._ema_swapped = True
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         outputs = self(batch["image"])
@@ -137,6 +224,10 @@ class SaltModule(L.LightningModule):
         self.log("val_metric", float(sums[0]) / n, prog_bar=True, sync_dist=False)
         self.log("val_iou", float(sums[1]) / n, sync_dist=False)
         self.log("val_loss", float(sums[2]) / n, prog_bar=True, sync_dist=False)
+        if self._ema_swapped:
+            assert self.ema is not None
+            self.ema.swap(self.model)
+            self._ema_swapped = False
 
     def configure_optimizers(self) -> dict[str, Any]:
         cfg = self.config.optim
