@@ -86,6 +86,7 @@ def render(
     args,
     n_unl: int,
     commands: list[str],
+    n_labelled: int,
 ) -> str:
     """The RESULTS.md section."""
     table = [
@@ -122,7 +123,7 @@ def render(
 
 Real sample: {HELD_OUT} labelled tiles held back (seed 0) and scored with the competition metric
 at threshold 0.5 (fold ensemble, flip TTA); the labelled training tiles are the first N of a
-seeded shuffle of the other {2000 - HELD_OUT}. `configs/resnet34-cpu.yaml` with
+seeded shuffle of the other {n_labelled - HELD_OUT}. `configs/resnet34-cpu.yaml` with
 `model.pretrained=false`, {args.k} folds, {epochs} epoch(s) for every contender, from random
 init, from each pretraining file, and after one self-training round (pseudo-labels of
 {args.self_ratio:g} x N of the unlabelled tiles by the run named in the row, confidence rule in
@@ -175,6 +176,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--no-write", action="store_true", help="print, leave RESULTS.md alone")
+    parser.add_argument(
+        "--section", default="unlabelled", help="RESULTS.md section to rewrite (default unlabelled)"
+    )
     parser.add_argument("--keep-runs", type=Path, default=None, help="keep the runs here")
     parser.add_argument(
         "--reuse",
@@ -296,7 +300,8 @@ def main() -> None:
             if not args.no_write:  # keep what is measured should a later contender fail
                 partial = "Partial: the run goes on.\n\n"
                 write_section(
-                    "unlabelled", partial + render(rows, pretrained, args, len(test), commands)
+                    args.section,
+                    partial + render(rows, pretrained, args, len(test), commands, len(labelled)),
                 )
 
         for n in sizes:
@@ -354,10 +359,10 @@ def main() -> None:
                         f"{fin['epochs']} epoch(s); s include their prediction"
                     )
                     report(n, name, Path(fin["run"]), time.perf_counter() - started, notes)
-    body = render(rows, pretrained, args, len(test), commands)
+    body = render(rows, pretrained, args, len(test), commands, len(labelled))
     print(body)
     if not args.no_write:
-        write_section("unlabelled", body)
+        write_section(args.section, body)
 
 
 if __name__ == "__main__":
