@@ -117,7 +117,7 @@ def render(
             "\n\n(later invocations reused the pretraining files and scored rows of earlier ones)"
         )
     epochs = ", ".join(f"{e} at {n} labelled" for n, e in args.epochs_of.items())
-    return f"""## Learning from unlabelled tiles (`bench/unlabelled.py`)
+    return f"""## Learning from unlabelled tiles, {n_unl} of them (`bench/unlabelled.py`)
 
 {command}
 
