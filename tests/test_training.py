@@ -118,21 +118,26 @@ class _Interrupt(L.Callback):
             raise RuntimeError("interrupted")
 
 
-def test_resume_continues_from_the_saved_epoch(data, tmp_path, monkeypatch):
+def _train_interrupted(config, out, data, monkeypatch) -> None:
+    """Train fold 0 of ``config`` into ``out`` until it crashes at the start of epoch 1."""
     from saltseg.training import fold as fold_module
 
-    out = tmp_path / "resume"
     make_trainer = fold_module.make_trainer
-    monkeypatch.setattr(
-        fold_module,
-        "make_trainer",
-        lambda *a, **k: make_trainer(*a, **k, callbacks_extra=[_Interrupt(1)]),
-    )
-    with pytest.raises(RuntimeError, match="interrupted"):
-        train_kfold(tiny_config(), out, data=data, folds=[0], progress=False)
+    with monkeypatch.context() as patch:
+        patch.setattr(
+            fold_module,
+            "make_trainer",
+            lambda *a, **k: make_trainer(*a, **k, callbacks_extra=[_Interrupt(1)]),
+        )
+        with pytest.raises(RuntimeError, match="interrupted"):
+            train_kfold(config, out, data=data, folds=[0], progress=False)
+
+
+def test_resume_continues_from_the_saved_epoch(data, tmp_path, monkeypatch):
+    out = tmp_path / "resume"
+    _train_interrupted(tiny_config(), out, data, monkeypatch)
     assert read_checkpoint(out / "fold_0" / "last.ckpt")["epoch"] == 0
     assert not (out / "fold_0" / "score.json").exists()
-    monkeypatch.setattr(fold_module, "make_trainer", make_trainer)
     train_kfold(tiny_config(), out, folds=[0], resume=True, progress=False)
     assert read_checkpoint(out / "fold_0" / "last.ckpt")["epoch"] == 1
     metrics = pd.read_csv(out / "fold_0" / "metrics.csv")
@@ -337,22 +342,12 @@ def test_weight_ema_follows_the_model_and_swaps_back():
 
 
 def test_ema_weights_are_kept_and_a_resumed_run_goes_on_averaging(data, tmp_path, monkeypatch):
-    from saltseg.training import fold as fold_module
-
     torch.set_num_threads(1)
     config = tiny_config("optim.ema_decay=0.9", "trainer.keep=last")
     out = tmp_path / "ema"
-    make_trainer = fold_module.make_trainer
-    monkeypatch.setattr(
-        fold_module,
-        "make_trainer",
-        lambda *a, **k: make_trainer(*a, **k, callbacks_extra=[_Interrupt(1)]),
-    )
-    with pytest.raises(RuntimeError, match="interrupted"):
-        train_kfold(config, out, data=data, folds=[0], progress=False)
+    _train_interrupted(config, out, data, monkeypatch)
     steps = read_checkpoint(out / "fold_0" / "last.ckpt")["ema_updates"]
     assert steps > 0
-    monkeypatch.setattr(fold_module, "make_trainer", make_trainer)
     train_kfold(config, out, folds=[0], resume=True, progress=False)
     last = read_checkpoint(out / "fold_0" / "last.ckpt")
     assert last["ema_updates"] == 2 * steps  # the average went on from where it stopped
