@@ -359,3 +359,5 @@ def test_ema_weights_are_kept_and_a_resumed_run_goes_on_averaging(data, tmp_path
     model, _, _ = load_model(out / "fold_0" / "best.ckpt")
     loaded = model.state_dict()
     assert all(torch.equal(loaded[k], kept[f"model.{k}"]) for k in loaded)
+    with pytest.raises(SaltsegError, match="ema_decay"):
+        tiny_config("optim.ema_decay=1")
