@@ -115,6 +115,10 @@ class DataConfig(_Strict):
         val_batch_size: Batch size of the validation pass; ``None`` for four times
             ``batch_size`` (no activations are kept for a backward pass, and larger batches run
             faster on a CPU).
+        balance: How far to even out the coverage classes (empty, then tenths of salt
+            coverage) in training: each tile is drawn with a weight of its class's tile count to
+            the power ``-balance``, with replacement, as many draws an epoch as there are tiles.
+            0 shuffles every tile once an epoch; 1 draws every class equally often.
     """
 
     root: Path | None = None
@@ -127,6 +131,7 @@ class DataConfig(_Strict):
     val_batch_size: int | None = Field(None, ge=1)
     num_workers: int = Field(0, ge=0)
     pseudo: list[Path] = []
+    balance: float = Field(0.0, ge=0, le=1)
 
 
 class LossStage(_Strict):

@@ -304,6 +304,45 @@ def test_validation_batches_are_larger_unless_set(data):
         load_config(CONFIGS / "demo.yaml", ["data.val_batch_size=0"])
 
 
+def test_balance_weights_even_out_the_coverage_classes():
+    from saltseg.data.datamodule import balance_weights
+
+    masks = np.zeros((10, 10, 10), dtype=bool)
+    masks[6:, :5] = True  # 6 empty tiles, 4 half-covered (class 5)
+    uniform = balance_weights(masks, 0.0)
+    np.testing.assert_allclose(uniform, np.full(10, 0.1))
+    even = balance_weights(masks, 1.0)
+    assert even[:6].sum() == pytest.approx(0.5) and even[6:].sum() == pytest.approx(0.5)
+    half = balance_weights(masks, 0.5)
+    assert 0.4 < half[6:].sum() < 0.5
+
+
+def test_balanced_training_draws_every_coverage_class_alike(data):
+    from saltseg.data.datamodule import FoldDataModule
+    from saltseg.data.folds import coverage_class
+    from saltseg.data.tgs import load_dataset
+
+    tiles = load_dataset(data, "train")
+    config = load_config(
+        CONFIGS / "demo.yaml", [f"data.root={data}", "data.batch_size=4", "data.balance=1"]
+    )
+    module = FoldDataModule.from_config(tiles, np.arange(4), config, 0)
+    loader = module.train_dataloader()
+    classes = coverage_class(module.train_tiles.masks)
+    present = np.unique(classes)
+    assert len(present) > 2
+    drawn = np.concatenate([b["index"].numpy() for _ in range(40) for b in loader])
+    assert len(drawn) == 40 * len(loader) * 4
+    share = np.array([(classes[drawn] == c).mean() for c in present])
+    np.testing.assert_allclose(share, 1 / len(present), atol=0.05)  # every class alike
+    plain = FoldDataModule.from_config(tiles, np.arange(4), config, 0)
+    plain.balance = 0.0  # a shuffle: no tile twice in an epoch
+    once = np.concatenate([b["index"].numpy() for b in plain.train_dataloader()])
+    assert len(set(once.tolist())) == len(once)
+    with pytest.raises(SaltsegError, match="balance"):
+        load_config(CONFIGS / "demo.yaml", ["data.balance=2"])
+
+
 @pytest.mark.filterwarnings("ignore:You are trying to `self.log")  # no Trainer attached
 def test_tile_only_training_step_ignores_the_padded_border():
     from saltseg.training.module import SaltModule

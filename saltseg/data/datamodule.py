@@ -8,10 +8,11 @@ import albumentations as A
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
 
 from saltseg.config import AugmentConfig, Config
 from saltseg.data.channels import make_input
+from saltseg.data.folds import coverage_class
 from saltseg.data.tgs import TileSet, concat_tiles
 from saltseg.data.transforms import (
     apply,
@@ -48,6 +49,19 @@ class TileDataset(Dataset):
         return sample
 
 
+def balance_weights(masks: np.ndarray, balance: float) -> np.ndarray:
+    """Drawing weight of each tile: its coverage class's tile count to the power ``-balance``.
+
+    Classes as :func:`saltseg.data.folds.coverage_class` makes them (empty, then tenths of
+    coverage). The weights sum to 1; with ``balance=1`` every class present is drawn equally
+    often, with 0 every tile is.
+    """
+    classes = coverage_class(np.asarray(masks, dtype=bool))
+    counts = np.bincount(classes, minlength=11).astype(np.float64)
+    weights = counts[classes] ** -float(balance)
+    return weights / weights.sum()
+
+
 class FoldDataModule(L.LightningDataModule):
     """Training and validation loaders of one fold.
 
@@ -61,6 +75,8 @@ class FoldDataModule(L.LightningDataModule):
         extra_channels: Extra input channels (see :func:`make_input`).
         seed: Seed of the augmentation pipeline.
         extra_train: Tiles that only ever train (pseudo-labels), added to the training tiles.
+        balance: Coverage-class balance of the training draws (see :func:`balance_weights`);
+            0 shuffles the training tiles.
     """
 
     def __init__(
@@ -74,6 +90,7 @@ class FoldDataModule(L.LightningDataModule):
         extra_channels: Sequence[str] = (),
         seed: int | None = None,
         extra_train: TileSet | None = None,
+        balance: float = 0.0,
     ) -> None:
         super().__init__()
         val_index = np.asarray(val_index, dtype=np.int64)
@@ -88,6 +105,7 @@ class FoldDataModule(L.LightningDataModule):
         self.num_workers = num_workers
         self.extra_channels = tuple(extra_channels)
         self.seed = seed
+        self.balance = float(balance)
 
     @classmethod
     def from_config(
@@ -109,14 +127,23 @@ class FoldDataModule(L.LightningDataModule):
             extra_channels=config.data.extra_channels,
             seed=seed,
             extra_train=extra_train,
+            balance=config.data.balance,
         )
 
     def _loader(self, dataset: Dataset, shuffle: bool) -> DataLoader:
         batch_size = self.batch_size if shuffle else self.val_batch_size
+        sampler = None
+        if shuffle and self.balance > 0 and self.train_tiles.masks is not None:
+            weights = balance_weights(self.train_tiles.masks, self.balance)
+            generator = None if self.seed is None else torch.Generator().manual_seed(self.seed)
+            sampler = WeightedRandomSampler(
+                torch.from_numpy(weights), len(weights), replacement=True, generator=generator
+            )
         return DataLoader(
             dataset,
             batch_size=batch_size,
-            shuffle=shuffle,
+            shuffle=shuffle and sampler is None,
+            sampler=sampler,
             drop_last=shuffle and len(dataset) > batch_size,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
