@@ -119,6 +119,8 @@ class DataConfig(_Strict):
             coverage) in training: each tile is drawn with a weight of its class's tile count to
             the power ``-balance``, with replacement, as many draws an epoch as there are tiles.
             0 shuffles every tile once an epoch; 1 draws every class equally often.
+        balance_empty: Whether the empty tiles take part in that balance; with ``false`` they
+            keep their share of the draws and only the salt classes are evened out.
     """
 
     root: Path | None = None
@@ -132,6 +134,7 @@ class DataConfig(_Strict):
     num_workers: int = Field(0, ge=0)
     pseudo: list[Path] = []
     balance: float = Field(0.0, ge=0, le=1)
+    balance_empty: bool = True
 
 
 class LossStage(_Strict):

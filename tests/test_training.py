@@ -315,6 +315,10 @@ def test_balance_weights_even_out_the_coverage_classes():
     assert even[:6].sum() == pytest.approx(0.5) and even[6:].sum() == pytest.approx(0.5)
     half = balance_weights(masks, 0.5)
     assert 0.4 < half[6:].sum() < 0.5
+    masks[9, :9] = True  # a class-9 tile beside the three of class 5
+    kept = balance_weights(masks, 1.0, empty=False)
+    assert kept[:6].sum() == pytest.approx(0.6)  # the empty tiles keep their share
+    assert kept[9] == pytest.approx(0.2) and kept[6:9].sum() == pytest.approx(0.2)
 
 
 def test_balanced_training_draws_every_coverage_class_alike(data):

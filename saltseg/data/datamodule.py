@@ -49,16 +49,21 @@ class TileDataset(Dataset):
         return sample
 
 
-def balance_weights(masks: np.ndarray, balance: float) -> np.ndarray:
+def balance_weights(masks: np.ndarray, balance: float, empty: bool = True) -> np.ndarray:
     """Drawing weight of each tile: its coverage class's tile count to the power ``-balance``.
 
     Classes as :func:`saltseg.data.folds.coverage_class` makes them (empty, then tenths of
     coverage). The weights sum to 1; with ``balance=1`` every class present is drawn equally
-    often, with 0 every tile is.
+    often, with 0 every tile is. With ``empty=False`` the empty tiles keep their share of the
+    draws and only the salt classes are evened out among themselves.
     """
     classes = coverage_class(np.asarray(masks, dtype=bool))
     counts = np.bincount(classes, minlength=11).astype(np.float64)
     weights = counts[classes] ** -float(balance)
+    salt = classes > 0
+    if not empty and salt.any() and (~salt).any():
+        weights[~salt] = 1.0 / len(weights)
+        weights[salt] *= salt.mean() / weights[salt].sum()
     return weights / weights.sum()
 
 
@@ -77,6 +82,7 @@ class FoldDataModule(L.LightningDataModule):
         extra_train: Tiles that only ever train (pseudo-labels), added to the training tiles.
         balance: Coverage-class balance of the training draws (see :func:`balance_weights`);
             0 shuffles the training tiles.
+        balance_empty: Whether the empty tiles take part in that balance (or keep their share).
     """
 
     def __init__(
@@ -91,6 +97,7 @@ class FoldDataModule(L.LightningDataModule):
         seed: int | None = None,
         extra_train: TileSet | None = None,
         balance: float = 0.0,
+        balance_empty: bool = True,
     ) -> None:
         super().__init__()
         val_index = np.asarray(val_index, dtype=np.int64)
@@ -106,6 +113,7 @@ class FoldDataModule(L.LightningDataModule):
         self.extra_channels = tuple(extra_channels)
         self.seed = seed
         self.balance = float(balance)
+        self.balance_empty = balance_empty
 
     @classmethod
     def from_config(
@@ -128,13 +136,14 @@ class FoldDataModule(L.LightningDataModule):
             seed=seed,
             extra_train=extra_train,
             balance=config.data.balance,
+            balance_empty=config.data.balance_empty,
         )
 
     def _loader(self, dataset: Dataset, shuffle: bool) -> DataLoader:
         batch_size = self.batch_size if shuffle else self.val_batch_size
         sampler = None
         if shuffle and self.balance > 0 and self.train_tiles.masks is not None:
-            weights = balance_weights(self.train_tiles.masks, self.balance)
+            weights = balance_weights(self.train_tiles.masks, self.balance, self.balance_empty)
             generator = None if self.seed is None else torch.Generator().manual_seed(self.seed)
             sampler = WeightedRandomSampler(
                 torch.from_numpy(weights), len(weights), replacement=True, generator=generator
