@@ -121,6 +121,9 @@ class DataConfig(_Strict):
             0 shuffles every tile once an epoch; 1 draws every class equally often.
         balance_empty: Whether the empty tiles take part in that balance; with ``false`` they
             keep their share of the draws and only the salt classes are evened out.
+        balance_until: Epoch from which the draws go back to a plain shuffle, so that the
+            last epochs see the tiles' own mix of empty and salt (the probabilities then keep
+            their calibration); ``None`` balances every epoch.
     """
 
     root: Path | None = None
@@ -135,6 +138,7 @@ class DataConfig(_Strict):
     pseudo: list[Path] = []
     balance: float = Field(0.0, ge=0, le=1)
     balance_empty: bool = True
+    balance_until: int | None = Field(None, ge=0)
 
 
 class LossStage(_Strict):

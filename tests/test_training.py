@@ -321,6 +321,20 @@ def test_balance_weights_even_out_the_coverage_classes():
     assert kept[9] == pytest.approx(0.2) and kept[6:9].sum() == pytest.approx(0.2)
 
 
+def test_coverage_sampler_goes_back_to_a_shuffle_and_replays_an_epoch():
+    from saltseg.data.datamodule import CoverageSampler
+
+    weights = np.array([0.0] * 9 + [1.0])  # only the last tile while balanced
+    sampler = CoverageSampler(weights, until=2, seed=3)
+    assert list(sampler) == [9] * 10 and list(sampler) == [9] * 10  # epochs 0 and 1
+    third = list(sampler)
+    assert sorted(third) == list(range(10))  # epoch 2: every tile once
+    sampler.set_epoch(2)  # as after a resume: the same draws as before
+    assert list(sampler) == third
+    assert len(CoverageSampler(weights)) == 10
+    assert set(CoverageSampler(weights, until=None, seed=3)) == {9}
+
+
 def test_balanced_training_draws_every_coverage_class_alike(data):
     from saltseg.data.datamodule import FoldDataModule
     from saltseg.data.folds import coverage_class
@@ -345,6 +359,8 @@ def test_balanced_training_draws_every_coverage_class_alike(data):
     assert len(set(once.tolist())) == len(once)
     with pytest.raises(SaltsegError, match="balance"):
         load_config(CONFIGS / "demo.yaml", ["data.balance=2"])
+    with pytest.raises(SaltsegError, match="balance_until"):
+        load_config(CONFIGS / "demo.yaml", ["data.balance_until=-1"])
 
 
 @pytest.mark.filterwarnings("ignore:You are trying to `self.log")  # no Trainer attached

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import albumentations as A
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from saltseg.config import AugmentConfig, Config
 from saltseg.data.channels import make_input
@@ -67,6 +67,42 @@ def balance_weights(masks: np.ndarray, balance: float, empty: bool = True) -> np
     return weights / weights.sum()
 
 
+class CoverageSampler(Sampler[int]):
+    """Draws ``len(weights)`` tiles an epoch by ``weights``, with replacement.
+
+    From epoch ``until`` on (when given) it shuffles every tile once instead, so that the last
+    epochs see the tiles' own mix. The epoch comes from ``set_epoch`` (Lightning calls it at
+    the start of every epoch) and otherwise counts the passes; each epoch's draws depend only on
+    ``seed`` and the epoch, so a resumed run draws what an uninterrupted one would have.
+    """
+
+    def __init__(self, weights: np.ndarray, until: int | None = None, seed: int = 0) -> None:
+        self.weights = torch.as_tensor(np.asarray(weights, dtype=np.float64))
+        self.until = until
+        self.seed = seed
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return len(self.weights)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def balanced(self) -> bool:
+        """Whether the current epoch's draws are weighted (else a plain shuffle)."""
+        return self.until is None or self.epoch < self.until
+
+    def __iter__(self) -> Iterator[int]:
+        generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        n = len(self.weights)
+        if self.balanced():
+            order = torch.multinomial(self.weights, n, replacement=True, generator=generator)
+        else:
+            order = torch.randperm(n, generator=generator)
+        self.epoch += 1
+        yield from order.tolist()
+
+
 class FoldDataModule(L.LightningDataModule):
     """Training and validation loaders of one fold.
 
@@ -83,6 +119,8 @@ class FoldDataModule(L.LightningDataModule):
         balance: Coverage-class balance of the training draws (see :func:`balance_weights`);
             0 shuffles the training tiles.
         balance_empty: Whether the empty tiles take part in that balance (or keep their share).
+        balance_until: Epoch from which training goes back to a plain shuffle (see
+            :class:`CoverageSampler`); ``None`` balances every epoch.
     """
 
     def __init__(
@@ -98,6 +136,7 @@ class FoldDataModule(L.LightningDataModule):
         extra_train: TileSet | None = None,
         balance: float = 0.0,
         balance_empty: bool = True,
+        balance_until: int | None = None,
     ) -> None:
         super().__init__()
         val_index = np.asarray(val_index, dtype=np.int64)
@@ -114,6 +153,7 @@ class FoldDataModule(L.LightningDataModule):
         self.seed = seed
         self.balance = float(balance)
         self.balance_empty = balance_empty
+        self.balance_until = balance_until
 
     @classmethod
     def from_config(
@@ -137,6 +177,7 @@ class FoldDataModule(L.LightningDataModule):
             extra_train=extra_train,
             balance=config.data.balance,
             balance_empty=config.data.balance_empty,
+            balance_until=config.data.balance_until,
         )
 
     def _loader(self, dataset: Dataset, shuffle: bool) -> DataLoader:
@@ -144,10 +185,7 @@ class FoldDataModule(L.LightningDataModule):
         sampler = None
         if shuffle and self.balance > 0 and self.train_tiles.masks is not None:
             weights = balance_weights(self.train_tiles.masks, self.balance, self.balance_empty)
-            generator = None if self.seed is None else torch.Generator().manual_seed(self.seed)
-            sampler = WeightedRandomSampler(
-                torch.from_numpy(weights), len(weights), replacement=True, generator=generator
-            )
+            sampler = CoverageSampler(weights, self.balance_until, seed=self.seed or 0)
         return DataLoader(
             dataset,
             batch_size=batch_size,
