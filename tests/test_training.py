@@ -287,6 +287,25 @@ def test_keep_last_keeps_the_final_epoch(data, tmp_path):
     assert score["best_epoch"] == config.trainer.epochs - 1
 
 
+def test_balanced_training_runs_and_lightning_sets_the_sampler_epoch(data, tmp_path, monkeypatch):
+    from saltseg.data.datamodule import CoverageSampler
+
+    torch.set_num_threads(1)
+    epochs: list[int] = []
+    set_epoch = CoverageSampler.set_epoch
+
+    def spy(self, epoch):
+        epochs.append(epoch)
+        set_epoch(self, epoch)
+
+    monkeypatch.setattr(CoverageSampler, "set_epoch", spy)
+    config = tiny_config("trainer.epochs=2", "data.balance=1", "data.balance_until=1")
+    train_kfold(config, tmp_path / "run", data=data, folds=[0], progress=False)
+    assert epochs == [0, 1]
+    metrics = pd.read_csv(Run(tmp_path / "run").metrics_path(0))
+    assert len(metrics.dropna(subset=["val_metric"])) == 2
+
+
 def test_validation_batches_are_larger_unless_set(data):
     from saltseg.data.datamodule import FoldDataModule
     from saltseg.data.tgs import load_dataset
