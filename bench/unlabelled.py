@@ -117,6 +117,15 @@ def render(
             "\n\n(later invocations reused the pretraining files and scored rows of earlier ones)"
         )
     epochs = ", ".join(f"{e} at {n} labelled" for n, e in args.epochs_of.items())
+    if pretrained:
+        setting = (
+            f"Pretraining on the\n{n_unl} unlabelled test tiles, {args.pretrain_epochs} epoch(s), "
+            f"batch {args.pretrain_batch},\ncost below."
+        )
+        cost_text = "\n\nPretraining cost (once per method, shared by every N):\n\n"
+        cost_text += "\n".join(cost)
+    else:
+        setting, cost_text = "No pretraining method in this run.", ""
     return f"""## Learning from unlabelled tiles, {n_unl} of them (`bench/unlabelled.py`)
 
 {command}
@@ -128,16 +137,10 @@ seeded shuffle of the other {n_labelled - HELD_OUT}. `configs/resnet34-cpu.yaml`
 init, from each pretraining file, and after one self-training round (pseudo-labels of
 {args.self_ratio:g} x N of the unlabelled tiles by the run named in the row, confidence rule in
 its notes; epochs scaled by N / (N + pseudo-labelled tiles), so about as many optimizer steps as
-the others). Pretraining on the
-{n_unl} unlabelled test tiles, {args.pretrain_epochs} epoch(s), batch {args.pretrain_batch},
-cost below. {args.threads} torch thread(s), device {args.device}.
+the others). {setting} {args.threads} torch thread(s), device {args.device}.
 Machine: {machine()}.
 
-{chr(10).join(table)}
-
-Pretraining cost (once per method, shared by every N):
-
-{chr(10).join(cost)}
+{chr(10).join(table)}{cost_text}
 """
 
 
