@@ -224,6 +224,52 @@ def test_discriminative_lrs_and_frozen_encoder_warm_up():
     assert all(p.requires_grad for p in module.model.encoder.parameters())
 
 
+@pytest.mark.parametrize("optimizer", ["adamw", "sgd"])
+def test_optimizer_uses_fused_kernels_with_the_same_steps(optimizer):
+    from saltseg.training.module import build_optimizer
+
+    config = tiny_config(f"optim.optimizer={optimizer}", "optim.weight_decay=0.01")
+    torch.manual_seed(0)
+    start = [torch.randn(6, 5), torch.randn(5)]
+    grads = [[torch.randn_like(t) for t in start] for _ in range(5)]
+    finals = []
+    for fused in (True, False):
+        params = [t.clone().requires_grad_() for t in start]
+        groups = [{"params": params, "lr": 0.01}]
+        cfg = config.optim
+        if fused:
+            opt = build_optimizer(groups, cfg)
+            assert opt.defaults["fused"]
+        elif optimizer == "sgd":  # the default kernels, for reference
+            opt = torch.optim.SGD(
+                groups, momentum=cfg.momentum, weight_decay=cfg.weight_decay, nesterov=True
+            )
+        else:
+            opt = torch.optim.AdamW(groups, weight_decay=cfg.weight_decay)
+        for step in grads:
+            for p, g in zip(params, step, strict=True):
+                p.grad = g.clone()
+            opt.step()
+        finals.append([p.detach() for p in params])
+    for a, b, s in zip(*finals, start, strict=True):
+        assert not torch.equal(a, s)
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_optimizer_falls_back_where_no_fused_kernel_applies():
+    from saltseg.training.module import build_optimizer, fused_kernels_apply
+
+    config = tiny_config()
+    params = [torch.zeros(3, dtype=torch.float64, requires_grad=True)]
+    assert fused_kernels_apply(params)
+    assert not fused_kernels_apply([])
+    assert not fused_kernels_apply([torch.zeros(3, dtype=torch.int64)])
+    opt = build_optimizer([{"params": params, "lr": 0.1}], config.optim)
+    params[0].grad = torch.ones(3, dtype=torch.float64)
+    opt.step()
+    assert (params[0] < 0).all()
+
+
 @pytest.mark.parametrize("total", [1, 2, 3, 4, 5, 9, 100])
 @pytest.mark.parametrize("pct_start", [0.05, 0.2, 0.95])
 def test_onecycle_warm_up_fits_short_runs(total, pct_start):

@@ -26,6 +26,7 @@ from saltseg.pretrain.data import ImageSet, load_images
 from saltseg.pretrain.methods import PretrainMethod, check_method, create_method
 from saltseg.pretrain.sections import DEFAULT_WINDOWS
 from saltseg.rle import TILE
+from saltseg.training.module import fused_kernels_apply
 
 
 def check_pretrain_output(out: str | Path, overwrite: bool = False) -> Path:
@@ -118,7 +119,9 @@ def pretrain_images(
     batch = max(batch, 2)
     per_epoch = len(images) // batch
     total = epochs * per_epoch if max_steps is None else min(max_steps, epochs * per_epoch)
-    optimizer = torch.optim.AdamW(built.parameters(), lr=lr, weight_decay=1e-4)
+    params = list(built.parameters())
+    fused = fused_kernels_apply(params)
+    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=1e-4, fused=fused or None)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(total, 1))
     pixels = torch.from_numpy(images.images)[:, None]
     depths = torch.from_numpy(images.depths)
