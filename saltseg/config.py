@@ -244,6 +244,33 @@ class Config(_Strict):
             )
         return self
 
+    def idle_schedule(self) -> list[str]:
+        """The parts of the recipe's schedule that ``trainer.epochs`` never reaches.
+
+        Stage epochs and ``data.balance_until`` are epoch numbers, not shares of the run, so a
+        shorter run (``trainer.epochs=2`` on a recipe whose Lovasz term starts at epoch 2) can
+        leave some out; each such part is named in one line (empty when all take effect).
+        """
+        epochs = self.trainer.epochs
+        notes = [
+            f"loss stage from epoch {stage.epoch} ({', '.join(stage.terms)}) never runs: "
+            f"trainer.epochs is {epochs}"
+            for stage in self.loss.stages
+            if stage.epoch >= epochs
+        ]
+        until = self.data.balance_until
+        if self.data.balance > 0 and until is not None and until >= epochs:
+            notes.append(
+                f"data.balance_until {until} is not reached in {epochs} epoch(s): every epoch "
+                "draws balanced, none sees the tiles' own mix"
+            )
+        if self.optim.freeze_encoder_epochs >= epochs:
+            notes.append(
+                f"optim.freeze_encoder_epochs {self.optim.freeze_encoder_epochs} covers all "
+                f"{epochs} epoch(s): the encoder never trains"
+            )
+        return notes
+
     def loss_window(self) -> tuple[int, int] | None:
         """``(offset, side)`` of the tile inside the model input when ``loss.tile_only``."""
         if not self.loss.tile_only or self.augment.size == TILE:

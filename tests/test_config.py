@@ -90,3 +90,16 @@ def test_tile_only_loss_window():
         load_config(
             CONFIGS / "resnet34-cpu.yaml", ["loss.tile_only=true", "augment.geometry=resize"]
         )
+
+
+def test_idle_schedule_names_what_a_short_run_never_reaches():
+    recipe = CONFIGS / "resnet34-cpu.yaml"
+    assert load_config(recipe, ["trainer.epochs=4"]).idle_schedule() == []
+    notes = load_config(recipe, ["trainer.epochs=2"]).idle_schedule()
+    assert len(notes) == 2
+    assert "loss stage from epoch 2 (bce, dice, lovasz) never runs" in notes[0]
+    assert "data.balance_until 3" in notes[1]
+    frozen = load_config(recipe, ["trainer.epochs=4", "optim.freeze_encoder_epochs=4"])
+    assert frozen.idle_schedule() == [
+        "optim.freeze_encoder_epochs 4 covers all 4 epoch(s): the encoder never trains"
+    ]

@@ -224,6 +224,9 @@ def train_kfold(
     elif config is None:
         raise SaltsegError("no config given: pass --config (only --resume reads the run's own)")
     root = check_run_inputs(config, Path(data) if data else None, folds).resolve()
+    if is_zero:
+        for note in config.idle_schedule():
+            log.warning("%s", note)
     config = config.model_copy(update={"data": config.data.model_copy(update={"root": root})})
     tiles = load_dataset(root, "train")
     pseudo = load_pseudo(config, tiles)
