@@ -256,16 +256,20 @@ def test_optimizer_uses_fused_kernels_with_the_same_steps(optimizer):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
 
 
-def test_optimizer_falls_back_where_no_fused_kernel_applies():
+def test_optimizer_keeps_the_default_kernels_where_no_fused_one_applies():
     from saltseg.training.module import build_optimizer, fused_kernels_apply
 
     config = tiny_config()
-    params = [torch.zeros(3, dtype=torch.float64, requires_grad=True)]
-    assert fused_kernels_apply(params)
+    assert fused_kernels_apply([torch.zeros(3, dtype=torch.float64)])
     assert not fused_kernels_apply([])
     assert not fused_kernels_apply([torch.zeros(3, dtype=torch.int64)])
+    meta = [torch.zeros(3, device="meta", requires_grad=True)]
+    assert not fused_kernels_apply(meta)
+    assert not build_optimizer([{"params": meta, "lr": 0.1}], config.optim).defaults["fused"]
+    params = [torch.zeros(3, requires_grad=True)]
     opt = build_optimizer([{"params": params, "lr": 0.1}], config.optim)
-    params[0].grad = torch.ones(3, dtype=torch.float64)
+    assert opt.defaults["fused"]
+    params[0].grad = torch.ones(3)
     opt.step()
     assert (params[0] < 0).all()
 

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from saltseg.config import Config, load_config
+from saltseg.config import Config, OptimConfig, load_config
 from saltseg.errors import SaltsegError
 from saltseg.io import atomic_path, check_output_file
 from saltseg.models import create_model
@@ -26,7 +26,7 @@ from saltseg.pretrain.data import ImageSet, load_images
 from saltseg.pretrain.methods import PretrainMethod, check_method, create_method
 from saltseg.pretrain.sections import DEFAULT_WINDOWS
 from saltseg.rle import TILE
-from saltseg.training.module import fused_kernels_apply
+from saltseg.training.module import build_optimizer
 
 
 def check_pretrain_output(out: str | Path, overwrite: bool = False) -> Path:
@@ -119,9 +119,10 @@ def pretrain_images(
     batch = max(batch, 2)
     per_epoch = len(images) // batch
     total = epochs * per_epoch if max_steps is None else min(max_steps, epochs * per_epoch)
-    params = list(built.parameters())
-    fused = fused_kernels_apply(params)
-    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=1e-4, fused=fused or None)
+    optimizer = build_optimizer(
+        [{"params": list(built.parameters()), "lr": lr}],
+        OptimConfig(optimizer="adamw", weight_decay=1e-4),
+    )
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(total, 1))
     pixels = torch.from_numpy(images.images)[:, None]
     depths = torch.from_numpy(images.depths)

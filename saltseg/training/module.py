@@ -50,9 +50,9 @@ def build_optimizer(groups: list[dict[str, Any]], cfg: OptimConfig) -> torch.opt
     """The recipe's optimiser over ``groups``, with the fused kernels where the parameters allow.
 
     A fused step updates every parameter in one kernel: on 2 CPU cores AdamW over a resnet34 U-Net
-    takes about 18 ms a step that way against about 100 ms with the default kernels, a tenth of a
-    batch of 8. Parameters on a device without fused kernels get the default ones; the arithmetic
-    is the same either way.
+    takes about 18 ms a step that way against about 100 ms with the default kernels (a training
+    step at batch 8 takes about 600 ms). Parameters on a device without fused kernels get the
+    default ones; the arithmetic is the same either way.
 
     Args:
         groups: Parameter groups, each with its ``lr`` (:func:`param_groups`).
