@@ -226,7 +226,7 @@ def test_discriminative_lrs_and_frozen_encoder_warm_up():
 
 @pytest.mark.parametrize("optimizer", ["adamw", "sgd"])
 def test_optimizer_uses_fused_kernels_with_the_same_steps(optimizer):
-    from saltseg.training.module import build_optimizer
+    from saltseg.training.optim import build_optimizer
 
     config = tiny_config(f"optim.optimizer={optimizer}", "optim.weight_decay=0.01")
     torch.manual_seed(0)
@@ -257,7 +257,7 @@ def test_optimizer_uses_fused_kernels_with_the_same_steps(optimizer):
 
 
 def test_optimizer_keeps_the_default_kernels_where_no_fused_one_applies():
-    from saltseg.training.module import build_optimizer, fused_kernels_apply
+    from saltseg.training.optim import build_optimizer, fused_kernels_apply
 
     config = tiny_config()
     assert fused_kernels_apply([torch.zeros(3, dtype=torch.float64)])
@@ -489,3 +489,20 @@ def test_ema_weights_are_kept_and_a_resumed_run_goes_on_averaging(data, tmp_path
     assert all(torch.equal(loaded[k], kept[f"model.{k}"]) for k in loaded)
     with pytest.raises(SaltsegError, match="ema_decay"):
         tiny_config("optim.ema_decay=1")
+
+
+@pytest.mark.parametrize(
+    ("precision", "clip", "fused"),
+    [("16-mixed", 1.0, False), ("16-mixed", None, True), ("32-true", 1.0, True)],
+)
+def test_clipping_under_a_grad_scaler_keeps_the_default_kernels(precision, clip, fused):
+    """Lightning refuses to clip gradients that a fused optimizer unscales itself."""
+    from saltseg.training.module import SaltModule
+
+    config = tiny_config(
+        f"trainer.precision={precision}",
+        f"trainer.gradient_clip_val={'null' if clip is None else clip}",
+        "optim.schedule=constant",
+    )
+    optimizer = SaltModule(config).configure_optimizers()["optimizer"]
+    assert bool(optimizer.defaults["fused"]) is fused

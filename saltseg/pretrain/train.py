@@ -26,7 +26,7 @@ from saltseg.pretrain.data import ImageSet, load_images
 from saltseg.pretrain.methods import PretrainMethod, check_method, create_method
 from saltseg.pretrain.sections import DEFAULT_WINDOWS
 from saltseg.rle import TILE
-from saltseg.training.module import build_optimizer
+from saltseg.training.optim import build_optimizer
 
 
 def check_pretrain_output(out: str | Path, overwrite: bool = False) -> Path:
