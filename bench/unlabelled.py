@@ -11,14 +11,23 @@ contender) from:
 - each ``--methods`` pretraining file (``saltseg.pretrain``), pretrained once on the unlabelled
   tiles (``--unlabelled`` of them, seeded) for ``--pretrain-epochs``, loaded with
   ``model.pretrained=FILE`` (mim: encoder and decoder; vicregl, simclr: encoder);
-- one self-training round (``saltseg.selftrain``) from each run of ``--self-from`` (random init
-  by default, or a pretraining method's run): its fold ensemble pseudo-labels ``--self-ratio`` x N
-  of the unlabelled tiles (flip TTA, its tuned post-processing, the confidence rule of
+- ``--rounds`` self-training rounds (``saltseg.selftrain``), one row each: round 1 from each
+  run of ``--self-from`` (random init by default, or a pretraining method's run), each later
+  round from the round before. The source run's fold ensemble pseudo-labels ``--self-ratio``
+  x N of the unlabelled tiles (flip TTA, its tuned post-processing, the confidence rule of
   ``--band``/``--max-uncertain``, or of ``--share``: the most confident share of the tiles
   predicted with salt and of those predicted empty), then the same recipe and folds on the
   labelled plus the pseudo-labelled tiles, with the epochs scaled by N / (N + pseudo-labelled
   tiles) (``self_train(same_steps=True)``), so that it takes about as many optimizer steps as
   the others.
+
+``--seeds`` repeats every training of a row with ``trainer.seed`` 42, 43, ... (the same folds
+and tiles) and scores the row with their mean: with a hundred labelled tiles one run's score
+moves by a few hundredths with the seed alone.
+
+``--finetune`` adds recipe overrides to the runs that start from a pretraining file (and so to
+the self-training rounds from them), e.g. ``optim.encoder_lr_mult=0.3`` to fine-tune the
+pretrained encoder more gently than the decoder; its rows name them.
 
 Every run's fold ensemble predicts the 500 held-out tiles (flip TTA) and is scored with the
 competition metric at threshold 0.5. Pretraining runs once per method, shared by every N, and
@@ -52,6 +61,7 @@ SAMPLE = ROOT.parent / "shared" / "tgs-sample"
 RECIPE = ROOT / "configs" / "resnet34-cpu.yaml"
 HELD_OUT = 500
 ORDER = ["random", "mim", "vicregl", "simclr", "self-training"]
+SEED = 42  # trainer.seed of the recipe: the first seed of every row
 
 
 def link_unlabelled(data: Path, ids: list[str], out: Path) -> Path:
@@ -117,6 +127,14 @@ def render(
             "\n\n(later invocations reused the pretraining files and scored rows of earlier ones)"
         )
     epochs = ", ".join(f"{e} at {n} labelled" for n, e in args.epochs_of.items())
+    repeats = [f"{s} at {n}" for n, s in args.seeds_of.items() if s > 1]
+    if repeats:
+        repeats_text = (
+            f"\nTraining seeds per row (trainer.seed from 42, the same folds; the row's score "
+            f"their mean): {', '.join(repeats)} labelled."
+        )
+    else:
+        repeats_text = ""
     if pretrained:
         setting = (
             f"Pretraining on the\n{n_unl} unlabelled test tiles, {args.pretrain_epochs} epoch(s), "
@@ -134,10 +152,11 @@ Real sample: {HELD_OUT} labelled tiles held back (seed 0) and scored with the co
 at threshold 0.5 (fold ensemble, flip TTA); the labelled training tiles are the first N of a
 seeded shuffle of the other {n_labelled - HELD_OUT}. `configs/resnet34-cpu.yaml` with
 `model.pretrained=false`, {args.k} folds, {epochs} epoch(s) for every contender, from random
-init, from each pretraining file, and after one self-training round (pseudo-labels of
-{args.self_ratio:g} x N of the unlabelled tiles by the run named in the row, confidence rule in
-its notes; epochs scaled by N / (N + pseudo-labelled tiles), so about as many optimizer steps as
-the others). {setting} {args.threads} torch thread(s), device {args.device}.
+init, from each pretraining file, and after self-training rounds (pseudo-labels of
+{args.self_ratio:g} x N of the unlabelled tiles by the run named in the row for round 1, by the
+round before for a later round; confidence rule in its notes; epochs scaled by
+N / (N + pseudo-labelled tiles), so about as many optimizer steps as the others).
+{setting} {args.threads} torch thread(s), device {args.device}.{repeats_text}
 Machine: {machine()}.
 
 {chr(10).join(table)}{cost_text}
@@ -176,6 +195,25 @@ def main() -> None:
         default="random",
         help="runs that self-train: random and/or pretraining methods, e.g. random,simclr",
     )
+    parser.add_argument(
+        "--seeds",
+        type=str,
+        default="1",
+        help="training seeds per row (from the recipe's 42 up), its score their mean: one value, "
+        "or one per --labelled count (e.g. 3,1)",
+    )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="self-training rounds, each from the run of the round before (one row each)",
+    )
+    parser.add_argument(
+        "--finetune",
+        type=str,
+        default="",
+        help="recipe overrides (space-separated key=value) for the runs from a pretraining file",
+    )
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--no-write", action="store_true", help="print, leave RESULTS.md alone")
@@ -190,6 +228,8 @@ def main() -> None:
         "rows, redo the rest (e.g. a self-training round with another --band)",
     )
     args = parser.parse_args()
+    if args.rounds < 1:
+        sys.exit(f"--rounds must be at least 1, got {args.rounds}")
     if args.reuse and args.keep_runs is None:
         sys.exit("--reuse needs --keep-runs (the folder of the earlier run)")
     sizes = [int(n) for n in args.labelled.split(",")]
@@ -199,9 +239,20 @@ def main() -> None:
     if len(epochs) != len(sizes):
         sys.exit(f"--epochs has {len(epochs)} values for {len(sizes)} --labelled counts")
     args.epochs_of = dict(zip(sizes, epochs, strict=True))
+    seeds = [int(e) for e in args.seeds.split(",")]
+    if len(seeds) == 1:
+        seeds *= len(sizes)
+    if len(seeds) != len(sizes) or min(seeds) < 1:
+        sys.exit(f"--seeds {args.seeds}: one count of at least 1, or one per --labelled count")
+    args.seeds_of = dict(zip(sizes, seeds, strict=True))
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     band = tuple(float(v) for v in args.band.split(","))
     sources = [m.strip() for m in args.self_from.split(",") if m.strip()]
+    finetune = shlex.split(args.finetune)
+    tuned_as = f" ({', '.join(finetune)})" if finetune else ""
+    suffix = "".join(
+        "_" + o.partition("=")[0].split(".")[-1] + o.partition("=")[2] for o in finetune
+    )
     unknown = [m for m in sources if m != "random" and m not in methods]
     if unknown:
         sys.exit(f"--self-from {unknown[0]}: not random and not in --methods")
@@ -287,19 +338,37 @@ def main() -> None:
 
         rows: list[dict[str, Any]] = state["rows"]
 
-        def done(n: int, init: str) -> bool:
-            return any(
-                r["labelled"] == n and r["init"] == init and r["score"] is not None for r in rows
-            )
+        def measured(n: int, init: str) -> dict[str, dict[str, Any]]:
+            """The seeds measured for a row (a row of an earlier version: the recipe's seed)."""
+            for r in rows:
+                if (r["labelled"], r["init"]) == (n, init):
+                    return r.get("seeds") or {
+                        str(SEED): {k: r[k] for k in ("score", "seconds", "notes")}
+                    }
+            return {}
 
-        def report(n: int, init: str, run: Path | None, seconds: float | None, notes: str = ""):
+        def report(n: int, init: str, seeds: dict[str, dict[str, Any]]) -> None:
             rows[:] = [r for r in rows if (r["labelled"], r["init"]) != (n, init)]
-            score = None if run is None else held_out_score(run, held_out)
-            row = {"labelled": n, "init": init, "score": score, "seconds": seconds, "notes": notes}
+            scores = [v["score"] for v in seeds.values()]
+            seconds = [v["seconds"] for v in seeds.values()]
+            notes = next(iter(seeds.values()))["notes"]
+            if len(seeds) > 1:
+                each = " / ".join("n/a" if v is None else f"{v:.4f}" for v in scores)
+                notes = f"mean of seeds {', '.join(seeds)}: {each}" + (
+                    f"; {notes}" if notes else ""
+                )
+            row = {
+                "labelled": n,
+                "init": init,
+                "score": None if None in scores else float(np.mean(scores)),
+                "seconds": None if None in seconds else float(np.mean(seconds)),
+                "notes": notes,
+                "seeds": seeds,
+            }
             rows.append(row)
             rows.sort(key=lambda r: (r["labelled"], ORDER.index(r["init"].split(" ")[0])))
             save_state()
-            print(row, flush=True)
+            print({k: v for k, v in row.items() if k != "seeds"}, flush=True)
             if not args.no_write:  # keep what is measured should a later contender fail
                 partial = "Partial: the run goes on.\n\n"
                 write_section(
@@ -307,61 +376,107 @@ def main() -> None:
                     partial + render(rows, pretrained, args, len(test), commands, len(labelled)),
                 )
 
-        for n in sizes:
+        def seeded(folder: Path, seed: int) -> Path:
+            return folder if seed == SEED else folder.with_name(f"{folder.name}_seed{seed}")
+
+        def measure(n: int, init: str, folder: Path, make) -> bool:
+            """Run ``make(seed, out) -> (run, seconds, notes)`` for every seed of ``n`` not yet
+            measured, score each run and record the row; False if a seed failed."""
+            seeds = measured(n, init)
+            for seed in range(SEED, SEED + args.seeds_of[n]):
+                if seeds.get(str(seed), {}).get("score") is not None:
+                    continue
+                run, seconds, notes = make(seed, seeded(folder, seed))
+                score = None if run is None else held_out_score(run, held_out)
+                seeds[str(seed)] = {"score": score, "seconds": seconds, "notes": notes}
+                report(n, init, seeds)
+                if run is None:
+                    return False
+            return True
+
+        def bench_size(n: int) -> None:
             data = folder_of(pool[:n], f"labelled_{n}", link_labelled)
             fixed = [f"trainer.epochs={args.epochs_of[n]}", f"data.k={args.k}"]
-            config = load_config(
-                RECIPE, ["model.pretrained=false", f"trainer.accelerator={accelerator}", *fixed]
-            )
-            random_run = work / f"random_{n}"
-            if not done(n, "random"):
-                _, seconds = train(config, data, random_run)
-                report(n, "random", random_run, seconds)
-            for method, path in files.items():
-                if done(n, f"{method} pretraining"):
-                    continue
-                model = config.model.model_copy(update={"pretrained": str(path)})
-                run, seconds = train(
-                    config.model_copy(update={"model": model}), data, work / f"{method}_{n}"
+
+            def recipe(seed: int, *extra: str) -> Any:
+                return load_config(
+                    RECIPE,
+                    [f"trainer.accelerator={accelerator}", *fixed, f"trainer.seed={seed}", *extra],
                 )
-                report(n, f"{method} pretraining", run, seconds)
+
+            def start_from(path: str, *extra: str):
+                def make(seed: int, out: Path) -> tuple[Path, float, str]:
+                    run, seconds = train(
+                        recipe(seed, f"model.pretrained={path}", *extra), data, out
+                    )
+                    return run, seconds, ""
+
+                return make
+
+            random_run = work / f"random_{n}"
+            measure(n, "random", random_run, start_from("false"))
+            for method, path in files.items():
+                init = f"{method} pretraining{tuned_as}"
+                measure(n, init, work / f"{method}_{n}{suffix}", start_from(str(path), *finetune))
             for source in sources:
-                label = "random" if source == "random" else f"{source} pretraining"
+                label = "random" if source == "random" else f"{source} pretraining{tuned_as}"
                 tag = "" if args.share is None else f", share {args.share:g}"
-                name = f"self-training round 1 (from {label}{tag})"
-                if done(n, name):
-                    continue
                 if source == "random" and args.share is None:
-                    out = work / f"self_{n}"  # the folder of the first version of this bench
+                    first = work / f"self_{n}"  # the folder of the first version of this bench
                 else:
-                    out = work / f"self_{source}_{args.share or 'max'}_{n}"
-                started = time.perf_counter()
-                pool_size = min(len(test), max(1, round(args.self_ratio * n)))
-                pool_dir = folder_of(test.ids[:pool_size], f"pool_{pool_size}", link_unlabelled)
-                try:
-                    summary = self_train(
-                        random_run if source == "random" else work / f"{source}_{n}",
-                        pool_dir,
-                        1,
-                        out,
-                        data=data,
-                        band=band,
-                        max_uncertain=args.max_uncertain,
-                        share=args.share,
-                        progress=False,
-                        same_steps=True,
-                        overwrite=args.reuse,  # the bench's own earlier attempt
-                    )
-                except SaltsegError as err:
-                    report(n, name, None, None, f"{rule}: {err}")
-                else:
-                    fin = summary["finished"][0]
-                    notes = (
-                        f"{rule}: {fin['pseudo_tiles']} of {fin['unlabelled_tiles']} unlabelled "
-                        f"tiles pseudo-labelled ({fin['pseudo_with_salt']} with salt); "
-                        f"{fin['epochs']} epoch(s); s include their prediction"
-                    )
-                    report(n, name, Path(fin["run"]), time.perf_counter() - started, notes)
+                    first = work / f"self_{source}_{args.share or 'max'}_{n}"
+                    first = first.with_name(first.name + ("" if source == "random" else suffix))
+                origin = random_run if source == "random" else work / f"{source}_{n}{suffix}"
+                outs = [first] + [
+                    first.with_name(f"{first.name}_round{r}") for r in range(2, args.rounds + 1)
+                ]
+
+                def source_run(r: int, seed: int, origin=origin, outs=outs) -> Path:
+                    """Round ``r``'s source for ``seed``: its origin, or the round before."""
+                    if r == 1:
+                        return seeded(origin, seed)
+                    return seeded(outs[r - 2], seed) / "round_1" / "run"
+
+                for r in range(1, args.rounds + 1):
+
+                    def one_round(seed: int, folder: Path, r=r, source_run=source_run):
+                        started = time.perf_counter()
+                        pool_size = min(len(test), max(1, round(args.self_ratio * n)))
+                        pool_dir = folder_of(
+                            test.ids[:pool_size], f"pool_{pool_size}", link_unlabelled
+                        )
+                        try:
+                            summary = self_train(
+                                source_run(r, seed),
+                                pool_dir,
+                                1,
+                                folder,
+                                data=data,
+                                band=band,
+                                max_uncertain=args.max_uncertain,
+                                share=args.share,
+                                progress=False,
+                                # a later round's source has the scaled epochs: start from N's
+                                overrides=[] if r == 1 else [f"trainer.epochs={args.epochs_of[n]}"],
+                                same_steps=True,
+                                overwrite=args.reuse,  # the bench's own earlier attempt
+                            )
+                        except SaltsegError as err:
+                            return None, None, f"{rule}: {err}"
+                        fin = summary["finished"][0]
+                        notes = (
+                            f"{rule}: {fin['pseudo_tiles']} of {fin['unlabelled_tiles']} "
+                            f"unlabelled tiles pseudo-labelled ({fin['pseudo_with_salt']} with "
+                            f"salt); {fin['epochs']} epoch(s); s include their prediction"
+                        )
+                        return Path(fin["run"]), time.perf_counter() - started, notes
+
+                    name = f"self-training round {r} (from {label}{tag})"
+                    if not measure(n, name, outs[r - 1], one_round):
+                        break
+
+        for n in sizes:
+            bench_size(n)
     body = render(rows, pretrained, args, len(test), commands, len(labelled))
     print(body)
     if not args.no_write:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -99,6 +100,38 @@ def test_a_round_keeps_the_folds_and_never_validates_pseudo_tiles(
     html = write_report(run.root, None, tmp_path / "report.html", worst=0).read_text()
     assert "Initial weights: random" in html
     assert f"Self-training round 1 from run {tiny_run.resolve()}: 10 pseudo-labelled" in html
+
+
+def test_a_later_round_learns_from_the_round_before(tiny_data, tiny_run, tmp_path):
+    torch.set_num_threads(1)
+    out = tmp_path / "self"
+    summary = self_train(
+        tiny_run,
+        tiny_data,
+        2,
+        out,
+        max_uncertain=1.0,
+        share=None,
+        progress=False,
+        overrides=["trainer.epochs=3"],
+        same_steps=True,
+    )
+    assert [r["round"] for r in summary["finished"]] == [1, 2]
+    second = Run.open(out / "round_2" / "run")
+    info = second.info()["self_training"]
+    assert info["round"] == 2 and info["source_run"] == str(tiny_run.resolve())
+    assert info["previous_run"] == str((out / "round_1" / "run").resolve())
+    predicted = json.loads((out / "round_2" / "predict" / "predict.json").read_text())
+    # round 2's pseudo-labels come from round 1's fold models and post-processing
+    assert {Path(m["run"]) for m in predicted["members"]} == {out / "round_1" / "run"}
+    assert Path(predicted["postprocess_from"]).parent == out / "round_1" / "run"
+    assert second.config().data.pseudo == [(out / "round_2" / "pseudo").resolve()]
+    # every round scales the source recipe's epochs, not the round before's
+    assert summary["finished"][1]["epochs"] == scaled_epochs(3, 16, 10) == 2
+    assert second.config().trainer.epochs == 2
+    assert Run(out / "round_1" / "run").folds_frame()["fold"].tolist() == (
+        second.folds_frame()["fold"].tolist()
+    )
 
 
 @pytest.mark.slow
