@@ -269,6 +269,11 @@ def main() -> None:
     from saltseg.pretrain import ImageSet, pretrain_images, save_pretrain
     from saltseg.selftrain import self_train
 
+    try:  # a bad --finetune override stops here, not after the pretraining
+        load_config(RECIPE, finetune)
+    except SaltsegError as err:
+        sys.exit(f"--finetune: {err}")
+
     if not (args.data / "test" / "images").is_dir():
         sys.exit(f"no unlabelled tiles at {args.data}/test/images")
     torch.set_num_threads(args.threads)
