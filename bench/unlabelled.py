@@ -436,23 +436,21 @@ def main() -> None:
                     first.with_name(f"{first.name}_round{r}") for r in range(2, args.rounds + 1)
                 ]
 
-                def source_run(r: int, seed: int, origin=origin, outs=outs) -> Path:
-                    """Round ``r``'s source for ``seed``: its origin, or the round before."""
-                    if r == 1:
-                        return seeded(origin, seed)
-                    return seeded(outs[r - 2], seed) / "round_1" / "run"
-
                 for r in range(1, args.rounds + 1):
 
-                    def one_round(seed: int, folder: Path, r=r, source_run=source_run):
+                    def one_round(seed: int, folder: Path, r=r, origin=origin, outs=outs):
                         started = time.perf_counter()
+                        # round 1 from the seed's origin run, a later round from the round before
+                        before = seeded(origin, seed)
+                        if r > 1:
+                            before = seeded(outs[r - 2], seed) / "round_1" / "run"
                         pool_size = min(len(test), max(1, round(args.self_ratio * n)))
                         pool_dir = folder_of(
                             test.ids[:pool_size], f"pool_{pool_size}", link_unlabelled
                         )
                         try:
                             summary = self_train(
-                                source_run(r, seed),
+                                before,
                                 pool_dir,
                                 1,
                                 folder,
