@@ -43,7 +43,7 @@ def tiny_data(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_run(tiny_data, tmp_path_factory) -> Path:
-    """A two-fold run of a narrow ResNet18 U-Net with scSE, hypercolumn and classifier.
+    """A two-fold run of a tiny U-Net (timm test_resnet) with scSE, hypercolumn and classifier.
     Read-only: a test that changes files copies the run first."""
     torch.set_num_threads(1)
     out = tmp_path_factory.mktemp("tiny-runs") / "a"

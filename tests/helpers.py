@@ -21,10 +21,10 @@ TINY = [
     "trainer.limit_train_batches=1",
     "data.k=2",
     "data.batch_size=8",
-    "model.encoder=resnet18",
+    "model.encoder=test_resnet",
     "model.decoder_width=0.25",
 ]
-"""Overrides of configs/demo.yaml that train a narrow ResNet18 U-Net for one batch a fold."""
+"""Overrides of configs/demo.yaml: a tiny U-Net (timm test_resnet) trained one batch a fold."""
 
 
 def tiny_config(*extra: str) -> Config:

@@ -123,14 +123,14 @@ def test_mismatched_encoder_or_channels_is_one_line_error(mim_file, tmp_path):
         create_model(resnet.model_kwargs())
     message = str(info.value)
     assert "\n" not in message
-    assert "'mobilenetv3_small_050'" in message and "'resnet18'" in message
+    assert "'mobilenetv3_small_050'" in message and "'test_resnet'" in message
     two = fast_config(f"model.pretrained={mim_file}", "data.extra_channels=[depth]")
     with pytest.raises(SaltsegError, match="in_chans 1, but this model has .* in_chans 2"):
         create_model(two.model_kwargs())
     with pytest.raises(SaltsegError, match="frrn cannot load"):
         create_model("frrn", width=0.125, pretrained=mim_file)
     out = tmp_path / "run"
-    with pytest.raises(SaltsegError, match="resnet18"):
+    with pytest.raises(SaltsegError, match="test_resnet"):
         train_kfold(resnet, out, data=mim_file.parent, progress=False)
     assert not out.exists()
 

@@ -88,7 +88,7 @@ def test_checkpoint_is_self_describing(run):
     assert ckpt["optimizer_states"] and ckpt["lr_schedulers"]
     assert "optimizer_states" not in read_checkpoint(out / "fold_0" / "best.ckpt")  # weights only
     model, config, meta = load_model(out / "fold_0" / "best.ckpt")
-    assert config.model.encoder == "resnet18"
+    assert config.model.encoder == "test_resnet"
     out_dict = model(torch.rand(2, 1, 101, 101))
     assert out_dict["mask"].shape == (2, 1, 101, 101)
     assert out_dict["cls"].shape == (2, 1)
