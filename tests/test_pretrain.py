@@ -296,7 +296,7 @@ def test_pretraining_on_a_segy_line_and_tiles(tiny_data, tmp_path):
         pytest.skip(f"SEG-Y sample not found at {SEGY}")
     torch.set_num_threads(1)
     line = SEGY / "volve-line-il10117.sgy"
-    out = tmp_path / "mim.pt"
+    out = tmp_path / "simclr.pt"
     before = line.read_bytes()
     sets = [x for item in [*TINY, *FAST] for x in ("--set", item)]
     base = ["pretrain", "--config", str(CONFIGS / "demo.yaml"), *sets, "--out", str(out)]
@@ -307,7 +307,7 @@ def test_pretraining_on_a_segy_line_and_tiles(tiny_data, tmp_path):
     args = ["--data", str(line), "--data", str(tiny_data), "--epochs", "1", "--windows", "7"]
     result = runner.invoke(app, [*base, *args, "--batch-size", "11", "--no-progress"])
     assert result.exit_code == 0, result.output
-    assert "mim on 33 images" in result.output  # 7 windows of the line + 26 tiles
+    assert "simclr on 33 images" in result.output  # the default method; 7 windows + 26 tiles
     assert line.read_bytes() == before
     saved = torch.load(out, weights_only=True)
     seismic, tiles = saved["data"]

@@ -94,8 +94,13 @@ def pretrain(
         ),
     ],
     config: Annotated[Path, typer.Option(help="Recipe YAML whose U-Net is pretrained.")],
-    out: Annotated[Path, typer.Option(help="Output file, e.g. mim.pt.")],
-    method: Annotated[str, typer.Option(help="mim, vicregl or simclr.")] = "mim",
+    out: Annotated[Path, typer.Option(help="Output file, e.g. simclr.pt.")],
+    method: Annotated[
+        str,
+        typer.Option(
+            help="simclr (ahead of mim on real tiles in bench/unlabelled.py), mim or vicregl."
+        ),
+    ] = "simclr",
     epochs: Annotated[int, typer.Option(help="Passes over the images.")] = 10,
     batch_size: Annotated[
         int | None, typer.Option(help="Tiles per step (default: the recipe's batch size).")

@@ -4,8 +4,8 @@
 
     from saltseg.pretrain import pretrain
 
-    pretrain("configs/resnet34-cpu.yaml", ["data/tgs"], "mim", epochs=10, out="mim.pt")
-    # then train with model.pretrained=mim.pt
+    pretrain("configs/resnet34-cpu.yaml", ["data/tgs"], "simclr", epochs=8, out="simclr.pt")
+    # then train with model.pretrained=simclr.pt
 """
 
 from saltseg.pretrain.data import ImageSet, load_images
