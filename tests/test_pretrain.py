@@ -187,6 +187,10 @@ def test_cli_pretrain(tiny_data, tmp_path):
     assert "simclr on 26 images, 1 epoch(s), 2 steps" in result.output
     again = runner.invoke(app, [*args, "--no-progress"])
     assert again.exit_code == 2 and "pass --overwrite" in again.output
+    plain = tmp_path / "default.pt"
+    result = runner.invoke(app, [*base, "--out", str(plain), "--epochs", "1", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert "simclr on 26 images" in result.output  # SimCLR unless --method says otherwise
 
 
 def test_training_starts_from_the_pretrained_weights(mim_file, tiny_data):
