@@ -34,7 +34,7 @@ from saltseg.models.modules import (
     pad_to_multiple,
     upsample_to,
 )
-from saltseg.models.unet import UNet, default_decoder_channels
+from saltseg.models.unet import UNet, default_decoder_channels, fuse_logits
 
 PRESET_NAMES = ["resnet34", "seresnext50_32x4d", "inception_v4", "frrn_a", "frrn_b"]
 
@@ -240,6 +240,37 @@ def test_context_lets_one_image_level_change_move_every_logit(hypercolumn):
     assert (after - before).abs().flatten().min() > 0
     rebuilt = create_model(model.config, pretrained=False)
     assert rebuilt.config["context"] and rebuilt.context
+
+
+def test_fuse_logits_is_the_logit_of_the_product_of_probabilities():
+    mask = torch.randn(3, 1, 7, 7, dtype=torch.float64) * 8
+    cls = torch.randn(3, 1, dtype=torch.float64) * 8
+    fused = fuse_logits(mask, cls)
+    product = torch.sigmoid(mask) * torch.sigmoid(cls).reshape(3, 1, 1, 1)
+    assert torch.allclose(torch.sigmoid(fused), product, atol=1e-12)
+    # Far past where sigmoid saturates in float32 the fused logit stays finite: about the smaller.
+    big = fuse_logits(torch.full((1, 1, 1, 1), 300.0), torch.tensor([[200.0]]))
+    assert big.item() == pytest.approx(200.0)
+    assert fuse_logits(torch.full((1, 1, 1, 1), -300.0), torch.tensor([[200.0]])).item() < -299
+
+
+def test_fused_classifier_gates_the_mask_and_trains_from_it():
+    model = _tiny_unet(classifier=True, fuse_classifier=True)
+    x = torch.randn(2, 1, 101, 101)
+    out = model(x)
+    assert out["mask"].shape == (2, 1, 101, 101) and out["cls"].shape == (2, 1)
+    # A mask loss alone reaches the classifier's weights.
+    out["mask"].mean().backward()
+    assert model.classifier[-1].weight.grad.abs().sum() > 0
+    # A classifier sure the tile is empty empties the mask.
+    with torch.no_grad():
+        model.classifier[-1].bias.fill_(-50.0)
+        model.classifier[-1].weight.zero_()
+        assert torch.sigmoid(model.eval()(x)["mask"]).max() < 1e-20
+    rebuilt = create_model(model.config, pretrained=False)
+    assert rebuilt.config["fuse_classifier"]
+    with pytest.raises(SaltsegError, match="fuse_classifier needs classifier"):
+        _tiny_unet(classifier=False, fuse_classifier=True)
 
 
 def test_side_outputs_only_in_training():

@@ -55,6 +55,24 @@ def default_decoder_channels(encoder_channels: Sequence[int], width: float = 1.0
     return widths
 
 
+def fuse_logits(mask: torch.Tensor, cls: torch.Tensor) -> torch.Tensor:
+    """Logit of ``sigmoid(mask) * sigmoid(cls)``: pixel-salt logits gated by a tile-salt logit.
+
+    With ``p = 1 / ((1 + e^-a)(1 + e^-b))``, ``p / (1 - p) = 1 / (e^-a + e^-b + e^-(a+b))``, so
+    the fused logit is ``-logsumexp(-a, -b, -a-b)``: exact and stable for any magnitudes, close
+    to ``min(a, b)`` when both are large.
+
+    Args:
+        mask: N x 1 x H x W pixel logits.
+        cls: N x 1 tile logits.
+
+    Returns:
+        N x 1 x H x W fused logits.
+    """
+    tile = cls.reshape(-1, 1, 1, 1).to(mask.dtype).expand_as(mask)
+    return -torch.logsumexp(torch.stack([-mask, -tile, -mask - tile]), dim=0)
+
+
 class UNet(SegmentationModel):
     """U-Net for salt masks: any timm encoder, any input size.
 
@@ -81,6 +99,11 @@ class UNet(SegmentationModel):
             (:class:`~saltseg.models.modules.HypercolumnHead`). Without it the head is a 3x3
             conv on the last decoder block, as in smp.
         classifier: Add the empty/non-empty classifier on the deepest encoder features.
+        fuse_classifier: Make ``"mask"`` the logit of P(tile has salt) x P(pixel is salt | tile
+            has salt): the classifier's probability times the segmentation head's, per pixel
+            (:func:`fuse_logits`). Every mask loss then trains the classifier too, and the mask
+            a checkpoint draws is empty where the classifier says the tile is. Needs
+            ``classifier``; ``"cls"`` stays the classifier's own logit.
         context: Give the mask head the image-level view the classifier has: the deepest
             encoder features, averaged over the image, projected and added at every pixel of the
             head's input (with ``hypercolumn``, inside
@@ -108,9 +131,12 @@ class UNet(SegmentationModel):
         context: bool = False,
         side_outputs: bool = False,
         dropout: float = 0.0,
+        fuse_classifier: bool = False,
     ) -> None:
         super().__init__()
         check_options("unet", decoder_width, dropout)
+        if fuse_classifier and not classifier:
+            raise SaltsegError("unet: fuse_classifier needs classifier: true")
         pretrained = check_pretrained("unet", pretrained)
         self.config = {
             "name": "unet",
@@ -128,7 +154,9 @@ class UNet(SegmentationModel):
             "context": context,
             "side_outputs": side_outputs,
             "dropout": dropout,
+            "fuse_classifier": fuse_classifier,
         }
+        self.fuse_classifier = fuse_classifier
         self.in_chans = in_chans
         pretrain = read_if_pretrain(pretrained) if isinstance(pretrained, str) else None
         self.encoder = Encoder(
@@ -213,6 +241,8 @@ class UNet(SegmentationModel):
         out: Outputs = {"mask": mask}
         if self.classifier is not None:
             out["cls"] = self.classifier(features[-1])
+            if self.fuse_classifier:
+                out["mask"] = fuse_logits(mask, out["cls"])
         if self.side_heads is not None and self.training:
             out["aux"] = [
                 upsample_to(head(s), size, "bilinear")
