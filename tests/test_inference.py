@@ -212,3 +212,19 @@ def test_two_processes_give_the_same_submission(run, data, tmp_path):
     assert sub_one == (tmp_path / "two" / "submission.csv").read_text()
     with np.load(tmp_path / "one" / "probs.npz") as a, np.load(tmp_path / "two" / "probs.npz") as b:
         assert np.array_equal(a["mask"], b["mask"]) and np.array_equal(a["ids"], b["ids"])
+
+
+def test_onnx_export_of_a_fused_classifier_matches_torch(tmp_path):
+    from saltseg.config import Config
+    from saltseg.inference.onnx import export_onnx, onnx_session, session_runner
+    from saltseg.models import create_model
+
+    torch.manual_seed(0)
+    model = create_model("unet", encoder="test_resnet", classifier=True, fuse_classifier=True)
+    path = export_onnx(model, Config(), tmp_path / "fused.onnx")
+    x = torch.rand(3, 1, 101, 101)
+    got = session_runner(onnx_session(path, threads=1))(x)
+    with torch.no_grad():
+        out = model.eval()(x)
+    assert (torch.sigmoid(out["mask"]) - got["mask"]).abs().max() < 1e-4
+    assert (torch.sigmoid(out["cls"]).reshape(-1) - got["cls"]).abs().max() < 1e-4
