@@ -214,13 +214,16 @@ def test_two_processes_give_the_same_submission(run, data, tmp_path):
         assert np.array_equal(a["mask"], b["mask"]) and np.array_equal(a["ids"], b["ids"])
 
 
-def test_onnx_export_of_a_fused_classifier_matches_torch(tmp_path):
+@pytest.mark.parametrize("heads", [{}, {"classifier_pool": "avgmax", "classifier_stages": True}])
+def test_onnx_export_of_a_fused_classifier_matches_torch(tmp_path, heads):
     from saltseg.config import Config
     from saltseg.inference.onnx import export_onnx, onnx_session, session_runner
     from saltseg.models import create_model
 
     torch.manual_seed(0)
-    model = create_model("unet", encoder="test_resnet", classifier=True, fuse_classifier=True)
+    model = create_model(
+        "unet", encoder="test_resnet", classifier=True, fuse_classifier=True, **heads
+    )
     path = export_onnx(model, Config(), tmp_path / "fused.onnx")
     x = torch.rand(3, 1, 101, 101)
     got = session_runner(onnx_session(path, threads=1))(x)

@@ -28,6 +28,7 @@ from saltseg.models.encoders import Encoder
 from saltseg.models.modules import (
     SCSE,
     ChannelSE,
+    GlobalPool,
     HypercolumnHead,
     SpatialSE,
     crop_padding,
@@ -271,6 +272,42 @@ def test_fused_classifier_gates_the_mask_and_trains_from_it():
     assert rebuilt.config["fuse_classifier"]
     with pytest.raises(SaltsegError, match="fuse_classifier needs classifier"):
         _tiny_unet(classifier=False, fuse_classifier=True)
+
+
+def test_classifier_max_pool_hears_one_local_response():
+    pool = GlobalPool("avgmax")
+    flat = torch.zeros(1, 2, 8, 8)
+    spot = flat.clone()
+    spot[0, 1, 3, 4] = 64.0
+    # Averages: 0 and 1 for the spot; maxima 0 and 64: only the max half sees it at full strength.
+    assert torch.equal(pool(flat), torch.zeros(1, 4))
+    assert torch.equal(pool(spot), torch.tensor([[0.0, 1.0, 0.0, 64.0]]))
+    # Several maps of different sizes: averages of all, then maxima of all.
+    both = pool([spot, torch.full((1, 3, 2, 2), 2.0)])
+    assert torch.equal(both, torch.tensor([[0.0, 1.0, 2.0, 2.0, 2.0, 0.0, 64.0, 2.0, 2.0, 2.0]]))
+    with pytest.raises(SaltsegError, match="classifier_pool must be one of"):
+        GlobalPool("median")
+
+
+@pytest.mark.parametrize("stages", [False, True])
+def test_classifier_pool_and_stages_options(stages):
+    model = _tiny_unet(classifier=True, classifier_pool="avgmax", classifier_stages=stages)
+    enc, widths = model.encoder.out_channels[-1], model.decoder_channels
+    assert model.classifier[-1].in_features == 2 * (enc + (sum(widths) if stages else 0))
+    out = model(torch.randn(2, 1, 101, 101))
+    assert out["cls"].shape == (2, 1)
+    # The tile decision reads the decoder only when asked to.
+    out["cls"].sum().backward()
+    reached = model.decoder[-1].conv2[0].weight.grad
+    assert (reached is not None and reached.abs().sum() > 0) == stages
+    rebuilt = create_model(model.config, pretrained=False)
+    assert rebuilt.config["classifier_pool"] == "avgmax"
+    assert rebuilt.config["classifier_stages"] == stages
+    # The plain head keeps its parameter names, so older checkpoints still load.
+    assert {k for k in _tiny_unet(classifier=True).state_dict() if k.startswith("classifier")} == {
+        "classifier.3.weight",
+        "classifier.3.bias",
+    }
 
 
 def test_side_outputs_only_in_training():

@@ -151,16 +151,39 @@ class HypercolumnHead(nn.Module):
         return self.out(F.relu(self.bn(y), inplace=True))
 
 
-class ClassifierHead(nn.Sequential):
-    """Empty/non-empty tile classifier: global average pool, dropout, linear to one logit."""
+class GlobalPool(nn.Module):
+    """Global pooling to N x C (``"avg"``) or N x 2C (``"avgmax"``: average, then max)."""
 
-    def __init__(self, in_channels: int, dropout: float = 0.0) -> None:
-        super().__init__(
-            nn.AdaptiveAvgPool2d(1),
-            nn.Flatten(1),
-            nn.Dropout(dropout),
-            nn.Linear(in_channels, 1),
-        )
+    MODES = ("avg", "avgmax")
+
+    def __init__(self, mode: str = "avg") -> None:
+        super().__init__()
+        if mode not in self.MODES:
+            raise SaltsegError(f"classifier_pool must be one of {self.MODES}, got {mode!r}")
+        self.mode = mode
+
+    def forward(self, x: torch.Tensor | Sequence[torch.Tensor]) -> torch.Tensor:
+        """Pool one map, or several (each N x C_i x H_i x W_i) side by side."""
+        maps = [x] if isinstance(x, torch.Tensor) else list(x)
+        pooled = [m.mean((2, 3)) for m in maps]
+        if self.mode == "avgmax":
+            pooled += [m.amax((2, 3)) for m in maps]
+        return torch.cat(pooled, 1) if len(pooled) > 1 else pooled[0]
+
+
+class ClassifierHead(nn.Sequential):
+    """Empty/non-empty tile classifier: global pool, dropout, linear to one logit.
+
+    Args:
+        in_channels: Channels of the feature map it reads (their sum when it reads several).
+        dropout: Dropout before the linear layer.
+        pool: ``"avg"`` (global average) or ``"avgmax"`` (average and max side by side, so one
+            strong local response can say "salt" as well as a broad one).
+    """
+
+    def __init__(self, in_channels: int, dropout: float = 0.0, pool: str = "avg") -> None:
+        width = in_channels * (2 if pool == "avgmax" else 1)
+        super().__init__(GlobalPool(pool), nn.Identity(), nn.Dropout(dropout), nn.Linear(width, 1))
 
 
 Padding = tuple[int, int, int, int]

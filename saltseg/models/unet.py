@@ -104,6 +104,10 @@ class UNet(SegmentationModel):
             (:func:`fuse_logits`). Every mask loss then trains the classifier too, and the mask
             a checkpoint draws is empty where the classifier says the tile is. Needs
             ``classifier``; ``"cls"`` stays the classifier's own logit.
+        classifier_pool: How the classifier pools the deepest features: ``"avg"`` or
+            ``"avgmax"`` (:class:`~saltseg.models.modules.GlobalPool`).
+        classifier_stages: The classifier also reads every decoder stage's map, pooled the same
+            way, so fine-scale evidence of a small salt body reaches the tile decision.
         context: Give the mask head the image-level view the classifier has: the deepest
             encoder features, averaged over the image, projected and added at every pixel of the
             head's input (with ``hypercolumn``, inside
@@ -132,6 +136,8 @@ class UNet(SegmentationModel):
         side_outputs: bool = False,
         dropout: float = 0.0,
         fuse_classifier: bool = False,
+        classifier_pool: str = "avg",
+        classifier_stages: bool = False,
     ) -> None:
         super().__init__()
         check_options("unet", decoder_width, dropout)
@@ -155,6 +161,8 @@ class UNet(SegmentationModel):
             "side_outputs": side_outputs,
             "dropout": dropout,
             "fuse_classifier": fuse_classifier,
+            "classifier_pool": classifier_pool,
+            "classifier_stages": classifier_stages,
         }
         self.fuse_classifier = fuse_classifier
         self.in_chans = in_chans
@@ -201,7 +209,9 @@ class UNet(SegmentationModel):
                 nn.Dropout2d(dropout) if dropout > 0 else nn.Identity(),
                 nn.Conv2d(widths[-1], 1, 3, padding=1),
             )
-        self.classifier = ClassifierHead(enc[-1], dropout) if classifier else None
+        self.classifier_stages = classifier_stages
+        cls_in = enc[-1] + (sum(widths) if classifier_stages else 0)
+        self.classifier = ClassifierHead(cls_in, dropout, classifier_pool) if classifier else None
         self.side_heads = (
             nn.ModuleList(nn.Conv2d(w, 1, 1) for w in widths) if side_outputs else None
         )
@@ -240,7 +250,8 @@ class UNet(SegmentationModel):
             mask = self.head(y)
         out: Outputs = {"mask": mask}
         if self.classifier is not None:
-            out["cls"] = self.classifier(features[-1])
+            deep = features[-1]
+            out["cls"] = self.classifier([deep, *stages] if self.classifier_stages else deep)
             if self.fuse_classifier:
                 out["mask"] = fuse_logits(mask, out["cls"])
         if self.side_heads is not None and self.training:
