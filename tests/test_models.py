@@ -303,6 +303,11 @@ def test_classifier_pool_and_stages_options(stages):
     rebuilt = create_model(model.config, pretrained=False)
     assert rebuilt.config["classifier_pool"] == "avgmax"
     assert rebuilt.config["classifier_stages"] == stages
+    for bad in ({"classifier_stages": True}, {"classifier_pool": "avgmax"}):
+        with pytest.raises(SaltsegError, match="need classifier: true"):
+            _tiny_unet(**bad)
+    with pytest.raises(SaltsegError, match="classifier_pool must be one of"):
+        _tiny_unet(classifier=True, classifier_pool="max")
     # The plain head keeps its parameter names, so older checkpoints still load.
     assert {k for k in _tiny_unet(classifier=True).state_dict() if k.startswith("classifier")} == {
         "classifier.3.weight",

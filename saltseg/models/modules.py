@@ -183,6 +183,8 @@ class ClassifierHead(nn.Sequential):
 
     def __init__(self, in_channels: int, dropout: float = 0.0, pool: str = "avg") -> None:
         width = in_channels * (2 if pool == "avgmax" else 1)
+        # The Identity holds the place of the Flatten this head once had, so the linear layer
+        # stays "classifier.3" and checkpoints saved before GlobalPool keep loading.
         super().__init__(GlobalPool(pool), nn.Identity(), nn.Dropout(dropout), nn.Linear(width, 1))
 
 
