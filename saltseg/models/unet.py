@@ -12,14 +12,7 @@ from torch import nn
 from saltseg.errors import SaltsegError
 from saltseg.models.base import Outputs, SegmentationModel, check_options, check_pretrained
 from saltseg.models.encoders import Encoder
-from saltseg.models.modules import (
-    SCSE,
-    ClassifierHead,
-    ConvBnAct,
-    GlobalPool,
-    HypercolumnHead,
-    upsample_to,
-)
+from saltseg.models.modules import SCSE, ClassifierHead, ConvBnAct, HypercolumnHead, upsample_to
 from saltseg.models.pretrained import read_if_pretrain
 
 log = logging.getLogger(__name__)
@@ -152,10 +145,6 @@ class UNet(SegmentationModel):
             raise SaltsegError("unet: fuse_classifier needs classifier: true")
         if (classifier_stages or classifier_pool != "avg") and not classifier:
             raise SaltsegError("unet: classifier_pool and classifier_stages need classifier: true")
-        if classifier_pool not in GlobalPool.MODES:
-            raise SaltsegError(
-                f"unet: classifier_pool must be one of {GlobalPool.MODES}, got {classifier_pool!r}"
-            )
         pretrained = check_pretrained("unet", pretrained)
         self.config = {
             "name": "unet",
