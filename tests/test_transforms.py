@@ -222,3 +222,18 @@ def test_cli_augment_preview_real(tgs_sample, tmp_path, monkeypatch) -> None:
     grid = np.asarray(Image.open(out))
     assert grid.shape == (4 * 204 + 2, 3 * 204 + 2, 3)
     assert ((grid[..., 0] == 255) & (grid[..., 1] == 0)).any()
+
+
+def test_make_input_channels() -> None:
+    from saltseg.data.channels import DEPTH_SCALE, make_input
+
+    rng = np.random.default_rng(0)
+    image = rng.random((8, 5), dtype=np.float32)
+    x = make_input(image, 500.0, ["depth", "row"])
+    assert x.shape == (3, 8, 5) and x.dtype == np.float32
+    np.testing.assert_array_equal(x[0], image)
+    np.testing.assert_allclose(x[1], 500.0 / DEPTH_SCALE)
+    np.testing.assert_allclose(x[2][:, 3], np.linspace(0, 1, 8), rtol=1e-6)
+    assert not make_input(image, float("nan"), ["depth"])[1].any()  # unknown depth is 0
+    with pytest.raises(ValueError, match="unknown extra channel"):
+        make_input(image, 0.0, ["colour"])
