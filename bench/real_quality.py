@@ -96,10 +96,13 @@ class Peer:
 
     name = "smp Unet(resnet34), plain loop (peer)"
 
-    def __init__(self, tiles: Any, fold_of: np.ndarray, epochs: int, device: str) -> None:
+    def __init__(
+        self, tiles: Any, fold_of: np.ndarray, epochs: int, device: str, seed: int = 42
+    ) -> None:
         import torch
 
         self.tiles, self.fold_of, self.epochs, self.device = tiles, fold_of, epochs, device
+        self.seed = seed
         self.images = torch.from_numpy(tiles.images[:, None])
         self.masks = torch.from_numpy(tiles.masks[:, None].astype(np.float32))
         self.oof = np.zeros(tiles.masks.shape, np.float32)
@@ -134,8 +137,8 @@ class Peer:
         from saltseg.metrics import competition_metric
 
         started = time.perf_counter()
-        torch.manual_seed(42 + fold)
-        rng = np.random.default_rng(42 + fold)
+        torch.manual_seed(self.seed + fold)
+        rng = np.random.default_rng(self.seed + fold)
         fold_of, device = self.fold_of, self.device
         train, val = np.flatnonzero(fold_of != fold), np.flatnonzero(fold_of == fold)
         model = smp.Unet("resnet34", encoder_weights=None, in_channels=1, classes=1).to(device)
@@ -209,6 +212,7 @@ class Recipe:
         fixed = [
             "model.pretrained=false",
             f"trainer.epochs={args.epochs}",
+            f"trainer.seed={args.seed}",
             f"trainer.keep={args.keep}",
             f"data.k={args.k}",
             f"data.folds_file={folds_file}",
@@ -314,9 +318,9 @@ def render(results: list[Result], args: argparse.Namespace, n_tiles: int, n_oof:
 `{command}`
 
 {n_tiles} real labelled tiles, folds from `make_folds` as `saltseg folds` makes them (k={args.k},
-seed 0), folds {folds}: {n_oof} out-of-fold tiles scored. Random init, {args.epochs} epochs, the
-contenders taking turns fold by fold in one process, {args.threads} torch thread(s), device
-{args.device}.
+seed 0), folds {folds}: {n_oof} out-of-fold tiles scored. Random init, {args.epochs} epochs,
+training seed {args.seed} + fold for every contender, the contenders taking turns fold by fold in
+one process, {args.threads} torch thread(s), device {args.device}.
 Competition metric on the out-of-fold predictions (flip TTA) at threshold 0.5, and after tuning
 threshold / minimum area / peak gate / classifier gate on them (the same tuner for every
 contender; also without the peak gate). The peer keeps its last epoch; saltseg keeps
@@ -336,6 +340,12 @@ def main() -> None:
     parser.add_argument("--tiles", type=int, default=None, help="subsample N tiles (smoke runs)")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=42,
+        help="training seed of every contender (fold f trains with seed + f); the folds stay put",
+    )
     parser.add_argument(
         "--recipe",
         action="append",
@@ -389,7 +399,7 @@ def main() -> None:
         folds = args.folds if args.folds is not None else list(range(args.k))
         contenders: list[Any] = []
         if not args.no_peer:
-            contenders.append(Peer(tiles, fold_of, args.epochs, args.device))
+            contenders.append(Peer(tiles, fold_of, args.epochs, args.device, args.seed))
         for i, spec in enumerate(recipes):
             contenders.append(Recipe(spec, args.set, data, folds_file, args, work / f"run_{i}"))
         # Fold by fold, the contenders in turn: a slower spell of the machine hits them alike.
