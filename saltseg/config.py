@@ -209,7 +209,9 @@ class TrainerConfig(_Strict):
     devices: int | str = "auto"
     num_nodes: int = Field(1, ge=1)
     strategy: str = "auto"
-    precision: Literal["32", "32-true", "16-mixed", "bf16-mixed", "bf16-true"] = "32"
+    precision: Literal["auto", "32", "32-true", "16-mixed", "bf16-mixed", "bf16-true"] = "32"
+    """Lightning's precision; ``auto`` is ``bf16-mixed`` where the device computes bfloat16
+    natively (a CPU with AVX512-BF16 or AMX, a GPU that supports it) and ``32`` elsewhere."""
     seed: int = 42
     limit_train_batches: float | int = 1.0
     limit_val_batches: float | int = 1.0

@@ -506,3 +506,62 @@ def test_clipping_under_a_grad_scaler_keeps_the_default_kernels(precision, clip,
     )
     optimizer = SaltModule(config).configure_optimizers()["optimizer"]
     assert bool(optimizer.defaults["fused"]) is fused
+
+
+def test_auto_precision_is_bf16_only_where_the_device_computes_it(monkeypatch):
+    from saltseg.training import precision
+
+    assert isinstance(precision.cpu_has_bf16(), bool)
+    monkeypatch.setattr(precision.torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(precision, "cpu_has_bf16", lambda: True)
+    assert precision.resolve_precision("auto", "cpu") == "bf16-mixed"
+    assert precision.resolve_precision("auto", "auto") == "bf16-mixed"
+    assert precision.resolve_precision("auto", "mps") == "32"
+    assert precision.resolve_precision("32", "cpu") == "32"
+    monkeypatch.setattr(precision, "cpu_has_bf16", lambda: False)
+    assert precision.resolve_precision("auto", "cpu") == "32"
+    assert precision.resolve_precision("bf16-mixed", "cpu") == "bf16-mixed"
+
+
+def test_bf16_counts_as_native_only_with_the_cpu_flags_for_it(tmp_path, monkeypatch):
+    from saltseg.training import precision
+
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512bw\n")
+    assert precision._cpu_flags(info) == {"fpu", "sse2", "avx2", "avx512f", "avx512bw"}
+    assert precision._cpu_flags(tmp_path / "missing") == set()
+    monkeypatch.setattr(precision.torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: True)
+    monkeypatch.setattr(precision.platform, "machine", lambda: "x86_64")
+    # plain AVX-512: oneDNN would emulate bfloat16, slower than float32
+    monkeypatch.setattr(precision, "_cpu_flags", lambda: {"avx512f", "avx512bw"})
+    assert precision.cpu_has_bf16() is False
+    monkeypatch.setattr(precision, "_cpu_flags", lambda: {"avx512f", "avx512_bf16"})
+    assert precision.cpu_has_bf16() is True
+    monkeypatch.setattr(precision, "_cpu_flags", lambda: {"amx_bf16"})
+    assert precision.cpu_has_bf16() is True
+    monkeypatch.setattr(precision.platform, "machine", lambda: "aarch64")
+    monkeypatch.setattr(precision, "_cpu_flags", set)
+    assert precision.cpu_has_bf16() is True
+    monkeypatch.setattr(precision.torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: False)
+    assert precision.cpu_has_bf16() is False
+
+
+def test_auto_precision_trains_in_what_the_cpu_is_fast_at(data, tmp_path, monkeypatch):
+    from saltseg.training import fold, precision
+
+    seen = []
+    real = fold.L.Trainer
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs["precision"])
+        return real(*args, **kwargs)
+
+    torch.set_num_threads(1)
+    monkeypatch.setattr(fold.L, "Trainer", spy)
+    config = tiny_config("trainer.precision=auto", "trainer.epochs=1")
+    train_kfold(config, tmp_path / "run", data=data, folds=[0], progress=False)
+    # the early check of the trainer settings and the fold's trainer both get the resolved value
+    assert set(seen) == {"bf16-mixed" if precision.cpu_has_bf16() else "32"}
+    assert read_checkpoint(tmp_path / "run" / "fold_0" / "best.ckpt")["epoch"] == 0
+    with pytest.raises(SaltsegError, match="precision"):
+        tiny_config("trainer.precision=fp8")

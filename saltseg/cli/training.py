@@ -28,7 +28,7 @@ def train(
     devices: Annotated[str | None, typer.Option(help="Devices per node (N or 'auto').")] = None,
     num_nodes: Annotated[int | None, typer.Option(help="Number of nodes.")] = None,
     strategy: Annotated[str | None, typer.Option(help="auto, ddp, ddp_spawn, ...")] = None,
-    precision: Annotated[str | None, typer.Option(help="32, 16-mixed or bf16-mixed.")] = None,
+    precision: Annotated[str | None, typer.Option(help="auto, 32, 16-mixed or bf16-mixed.")] = None,
     accelerator: Annotated[str | None, typer.Option(help="auto, cpu, gpu.")] = None,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
 ) -> None:

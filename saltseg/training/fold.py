@@ -21,6 +21,7 @@ from saltseg.quiet import quiet_lightning
 from saltseg.runs import Run
 from saltseg.training.checkpoint import AtomicCheckpointIO
 from saltseg.training.module import SaltModule
+from saltseg.training.precision import resolve_precision
 from saltseg.tta import DEFAULT_TTA, predict_probs
 
 
@@ -98,7 +99,7 @@ def make_trainer(
         devices=t.devices,
         num_nodes=t.num_nodes,
         strategy=t.strategy,
-        precision=t.precision,
+        precision=resolve_precision(t.precision, t.accelerator),
         limit_train_batches=t.limit_train_batches,
         limit_val_batches=t.limit_val_batches,
         gradient_clip_val=t.gradient_clip_val,

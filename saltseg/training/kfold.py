@@ -31,6 +31,7 @@ from saltseg.quiet import quiet_lightning
 from saltseg.runs import Run, oof_rows, tune_oof
 from saltseg.training.fold import train_fold
 from saltseg.training.module import build_criterion
+from saltseg.training.precision import resolve_precision
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +111,7 @@ def check_trainer(config: Config) -> None:
             devices=t.devices,
             num_nodes=t.num_nodes,
             strategy=t.strategy,
-            precision=t.precision,
+            precision=resolve_precision(t.precision, t.accelerator),
             logger=False,
             enable_checkpointing=False,
             enable_progress_bar=False,
