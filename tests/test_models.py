@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 
 from saltseg.cli import app
 from saltseg.errors import SaltsegError
+from saltseg.losses.criterion import SegmentationCriterion
 from saltseg.models import (
     PRESETS,
     ModelPreset,
@@ -272,6 +273,28 @@ def test_fused_classifier_gates_the_mask_and_trains_from_it():
     assert rebuilt.config["fuse_classifier"]
     with pytest.raises(SaltsegError, match="fuse_classifier needs classifier"):
         _tiny_unet(classifier=False, fuse_classifier=True)
+
+
+def test_fuse_aux_returns_the_ungated_head_for_the_loss_in_training_only():
+    model = _tiny_unet(classifier=True, fuse_classifier=True, fuse_aux=True).train()
+    x = torch.randn(2, 1, 101, 101)
+    out = model(x)
+    (raw,) = out["aux"]
+    assert raw.shape == out["mask"].shape
+    # The fused mask is the gated head: sigmoid(fused) = sigmoid(raw) * sigmoid(cls).
+    gate = torch.sigmoid(out["cls"]).reshape(2, 1, 1, 1)
+    assert torch.allclose(torch.sigmoid(out["mask"]), torch.sigmoid(raw) * gate, atol=1e-6)
+    # The aux loss on empty truth pushes the head itself, whatever the classifier says.
+    with torch.no_grad():
+        model.classifier[-1].bias.fill_(-50.0)
+        model.classifier[-1].weight.zero_()
+    criterion = SegmentationCriterion("bce", cls_weight=0.0, aux_weight=1.0)
+    total, parts = criterion(model(x), torch.zeros(2, 1, 101, 101))
+    assert parts["aux"] > 0.1 > parts["mask"]
+    assert "aux" not in model.eval()(x)
+    assert create_model(model.config, pretrained=False).config["fuse_aux"]
+    with pytest.raises(SaltsegError, match="fuse_aux needs fuse_classifier"):
+        _tiny_unet(classifier=True, fuse_aux=True)
 
 
 def test_classifier_max_pool_hears_one_local_response():

@@ -104,6 +104,10 @@ class UNet(SegmentationModel):
             (:func:`fuse_logits`). Every mask loss then trains the classifier too, and the mask
             a checkpoint draws is empty where the classifier says the tile is. Needs
             ``classifier``; ``"cls"`` stays the classifier's own logit.
+        fuse_aux: With ``fuse_classifier``, also return the segmentation head's own logits (before
+            the classifier's gate) as an ``"aux"`` output in training, so that the mask loss
+            (weighted by ``loss.aux_weight``) teaches that head to stay low on empty tiles too
+            rather than leave them to the classifier alone.
         classifier_pool: How the classifier pools the deepest features: ``"avg"`` or
             ``"avgmax"`` (:class:`~saltseg.models.modules.GlobalPool`).
         classifier_stages: The classifier also reads every decoder stage's map, pooled the same
@@ -136,6 +140,7 @@ class UNet(SegmentationModel):
         side_outputs: bool = False,
         dropout: float = 0.0,
         fuse_classifier: bool = False,
+        fuse_aux: bool = False,
         classifier_pool: str = "avg",
         classifier_stages: bool = False,
     ) -> None:
@@ -143,6 +148,8 @@ class UNet(SegmentationModel):
         check_options("unet", decoder_width, dropout)
         if fuse_classifier and not classifier:
             raise SaltsegError("unet: fuse_classifier needs classifier: true")
+        if fuse_aux and not fuse_classifier:
+            raise SaltsegError("unet: fuse_aux needs fuse_classifier: true")
         if (classifier_stages or classifier_pool != "avg") and not classifier:
             raise SaltsegError("unet: classifier_pool and classifier_stages need classifier: true")
         pretrained = check_pretrained("unet", pretrained)
@@ -163,10 +170,12 @@ class UNet(SegmentationModel):
             "side_outputs": side_outputs,
             "dropout": dropout,
             "fuse_classifier": fuse_classifier,
+            "fuse_aux": fuse_aux,
             "classifier_pool": classifier_pool,
             "classifier_stages": classifier_stages,
         }
         self.fuse_classifier = fuse_classifier
+        self.fuse_aux = fuse_aux
         self.in_chans = in_chans
         pretrain = read_if_pretrain(pretrained) if isinstance(pretrained, str) else None
         self.encoder = Encoder(
@@ -251,14 +260,19 @@ class UNet(SegmentationModel):
                 y = y + self.context_proj(pooled)[:, :, None, None]
             mask = self.head(y)
         out: Outputs = {"mask": mask}
+        aux = []
         if self.classifier is not None:
             deep = features[-1]
             out["cls"] = self.classifier([deep, *stages] if self.classifier_stages else deep)
             if self.fuse_classifier:
                 out["mask"] = fuse_logits(mask, out["cls"])
+                if self.fuse_aux and self.training:
+                    aux.append(mask)
         if self.side_heads is not None and self.training:
-            out["aux"] = [
+            aux += [
                 upsample_to(head(s), size, "bilinear")
                 for head, s in zip(self.side_heads, stages, strict=True)
             ]
+        if aux:
+            out["aux"] = aux
         return out
