@@ -8,7 +8,12 @@ from typing import Any
 import torch
 from lightning.fabric.plugins import TorchCheckpointIO
 
+from saltseg.checkpoints import read_checkpoint
 from saltseg.io import atomic_path
+
+#: What only ``--resume`` of an unfinished fold reads: the optimizer's moments (Adam keeps two
+#: per weight) and the LR schedule's position.
+TRAINING_STATE = ("optimizer_states", "lr_schedulers")
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -24,3 +29,19 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(path) as tmp:
             torch.save(checkpoint, tmp)
+
+
+def drop_training_state(path: str | Path) -> None:
+    """Rewrite a finished fold's full checkpoint without :data:`TRAINING_STATE`, atomically.
+
+    A finished fold is skipped on ``--resume`` and predicts from its weights, so the optimizer
+    state is dead weight (about two thirds of an AdamW ``last.ckpt``). The weights, the recipe,
+    the epoch and the moving average's state stay.
+    """
+    ckpt = read_checkpoint(path)
+    if not any(key in ckpt for key in TRAINING_STATE):
+        return
+    for key in TRAINING_STATE:
+        ckpt.pop(key, None)
+    with atomic_path(path) as tmp:
+        torch.save(ckpt, tmp)

@@ -19,7 +19,7 @@ from saltseg.io import atomic_path
 from saltseg.metrics import competition_metric
 from saltseg.quiet import quiet_lightning
 from saltseg.runs import Run
-from saltseg.training.checkpoint import AtomicCheckpointIO
+from saltseg.training.checkpoint import AtomicCheckpointIO, drop_training_state
 from saltseg.training.module import SaltModule
 from saltseg.training.precision import resolve_precision
 from saltseg.tta import DEFAULT_TTA, predict_probs
@@ -156,5 +156,6 @@ def train_fold(
         "n_val": len(val),
         "oof_score": competition_metric(val.masks, probs["mask"] > config.trainer.threshold),
     }
-    run.save_fold_score(fold, score)
+    run.save_fold_score(fold, score)  # the fold is finished: --resume skips it from now on
+    drop_training_state(last)
     return score
