@@ -6,8 +6,8 @@ A run folder holds::
     config.yaml          the resolved recipe
     folds.csv            the split (id, fold, coverage_class)
     fold_K/best.ckpt     best epoch by the validation competition metric (self-describing)
-    fold_K/last.ckpt     the last finished epoch, for --resume (weights only once the fold
-                         is finished: its optimizer state is dropped)
+    fold_K/last.ckpt     the last finished epoch, for --resume (without the optimizer state
+                         once the fold is finished)
     fold_K/metrics.csv   per-epoch losses, validation metrics and wall time (epoch_seconds;
                          fold_K/logs: one per attempt)
     fold_K/oof.npz       ids and probabilities (float16) of the fold's validation tiles

@@ -39,9 +39,6 @@ def drop_training_state(path: str | Path) -> None:
     the epoch and the moving average's state stay.
     """
     ckpt = read_checkpoint(path)
-    if not any(key in ckpt for key in TRAINING_STATE):
-        return
-    for key in TRAINING_STATE:
-        ckpt.pop(key, None)
-    with atomic_path(path) as tmp:
-        torch.save(ckpt, tmp)
+    if [ckpt.pop(key) for key in TRAINING_STATE if key in ckpt]:
+        with atomic_path(path) as tmp:
+            torch.save(ckpt, tmp)
