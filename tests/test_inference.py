@@ -214,7 +214,9 @@ def test_two_processes_give_the_same_submission(run, data, tmp_path):
         assert np.array_equal(a["mask"], b["mask"]) and np.array_equal(a["ids"], b["ids"])
 
 
-@pytest.mark.parametrize("heads", [{}, {"classifier_pool": "avgmax", "classifier_stages": True}])
+@pytest.mark.parametrize(
+    "heads", [{}, {"classifier_pool": "avgmax", "classifier_stages": True}, {"tile_norm": True}]
+)
 def test_onnx_export_of_a_fused_classifier_matches_torch(tmp_path, heads):
     from saltseg.config import Config
     from saltseg.inference.onnx import export_onnx, onnx_session, session_runner

@@ -34,6 +34,7 @@ from saltseg.models.modules import (
     SpatialSE,
     crop_padding,
     pad_to_multiple,
+    standardize,
     upsample_to,
 )
 from saltseg.models.unet import UNet, default_decoder_channels, fuse_logits
@@ -551,3 +552,34 @@ def test_base_crops_maps_and_passes_other_outputs():
     assert probe.seen == (2, 1, 16, 16)
     assert torch.equal(out["mask"], x) and all(torch.equal(a, x) for a in out["aux"])
     assert out["cls"].shape == (2, 1)
+
+
+def test_standardize_evens_out_each_tile_and_leaves_extra_channels():
+    torch.manual_seed(0)
+    tile = torch.rand(3, 1, 16, 16)
+    extra = torch.full((3, 1, 16, 16), 0.7)
+    out = standardize(torch.cat([0.2 * tile + 0.5, extra], dim=1))
+    std, mean = torch.std_mean(0.2 * tile + 0.5, dim=(2, 3), keepdim=True)
+    assert torch.allclose(out[:, :1], (0.2 * tile + 0.5 - mean) / (std + 0.05), atol=1e-6)
+    assert torch.allclose(out[:, :1].mean((2, 3)), torch.zeros(3, 1), atol=1e-6)
+    assert torch.equal(out[:, 1:], extra)
+    # A constant tile comes out as zeros, not as noise or NaN.
+    flat = standardize(torch.full((1, 1, 8, 8), 0.3))
+    assert torch.allclose(flat, torch.zeros(1, 1, 8, 8), atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["unet", "frrn"])
+def test_tile_norm_makes_the_model_blind_to_brightness(name):
+    kwargs = {"encoder": "resnet18", "decoder_width": 0.25} if name == "unet" else {"width": 0.125}
+    torch.manual_seed(0)
+    model = create_model(name, tile_norm=True, **kwargs).eval()
+    torch.manual_seed(0)
+    plain = create_model(name, **kwargs).eval()
+    x = torch.rand(2, 1, 40, 40) * 0.5
+    with torch.no_grad():
+        shifted, base = model(x + 0.3)["mask"], model(x)["mask"]
+        assert torch.allclose(shifted, base, atol=1e-4)
+        assert not torch.allclose(plain(x + 0.3)["mask"], plain(x)["mask"], atol=1e-4)
+    rebuilt = create_model(model.config, pretrained=False)
+    assert rebuilt.tile_norm and rebuilt.config["tile_norm"]
+    assert not plain.tile_norm and plain.config["tile_norm"] is False

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from saltseg.errors import SaltsegError
-from saltseg.models.modules import Padding, crop_padding, pad_to_multiple
+from saltseg.models.modules import Padding, crop_padding, pad_to_multiple, standardize
 
 Outputs = dict[str, torch.Tensor | list[torch.Tensor]]
 
@@ -20,17 +20,19 @@ class SegmentationModel(nn.Module):
     :meth:`forward` checks the input is ``N x in_chans x H x W``, reflect-pads it to a multiple
     of ``stride``, calls :meth:`forward_padded`, and crops every full-resolution output back to
     ``H x W``: 4-D tensors (``"mask"``) and lists of them (``"aux"``); other outputs (the
-    ``N x 1`` ``"cls"`` logit) pass through.
+    ``N x 1`` ``"cls"`` logit) pass through. With ``tile_norm`` set, each input tile is first
+    standardized on its own (:func:`~saltseg.models.modules.standardize`).
 
     Subclasses set ``name`` (the architecture's registry name), and in ``__init__`` the
-    attributes ``in_chans``, ``stride`` and ``config`` (``"name"`` plus every constructor
-    argument, so ``create_model(model.config)`` rebuilds the same architecture). The base adds
-    no parameters, so state dict keys are those of the subclass alone.
+    attributes ``in_chans``, ``stride``, ``tile_norm`` and ``config`` (``"name"`` plus every
+    constructor argument, so ``create_model(model.config)`` rebuilds the same architecture). The
+    base adds no parameters, so state dict keys are those of the subclass alone.
     """
 
     name: ClassVar[str]
     in_chans: int
     stride: int
+    tile_norm: bool = False
     config: dict[str, Any]
 
     def forward(self, x: torch.Tensor) -> Outputs:
@@ -39,6 +41,8 @@ class SegmentationModel(nn.Module):
             raise SaltsegError(
                 f"{self.name} expects input N x {self.in_chans} x H x W, got {tuple(x.shape)}"
             )
+        if self.tile_norm:
+            x = standardize(x)
         x, pad = pad_to_multiple(x, self.stride)
         return {key: _crop(value, pad) for key, value in self.forward_padded(x).items()}
 

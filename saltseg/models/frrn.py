@@ -91,6 +91,8 @@ class FRRN(SegmentationModel):
             state dict of an FRRN of the same layout and width. There are no ImageNet weights
             for FRRN, so ``True`` raises :class:`~saltseg.errors.SaltsegError`, as timm does
             for a model without pretrained weights.
+        tile_norm: Standardize each input tile on its own first, as
+            :class:`~saltseg.models.unet.UNet` does.
     """
 
     name = "frrn"
@@ -103,6 +105,7 @@ class FRRN(SegmentationModel):
         classifier: bool = False,
         dropout: float = 0.0,
         pretrained: bool | str | Path = False,
+        tile_norm: bool = False,
     ) -> None:
         super().__init__()
         check_options("frrn", width, dropout)
@@ -122,8 +125,10 @@ class FRRN(SegmentationModel):
             "classifier": classifier,
             "dropout": dropout,
             "pretrained": pretrained,
+            "tile_norm": tile_norm,
         }
         self.in_chans = in_chans
+        self.tile_norm = tile_norm
 
         def ch(c: int) -> int:
             return max(1, round(c * width))

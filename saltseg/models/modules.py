@@ -11,6 +11,23 @@ from torch import nn
 from saltseg.errors import SaltsegError
 
 SCSE_MODES = ("add", "max")
+TILE_NORM_FLOOR = 0.05
+
+
+def standardize(x: torch.Tensor, floor: float = TILE_NORM_FLOOR) -> torch.Tensor:
+    """The first channel of each image in ``x`` (N x C x H x W, the seismic tile) minus its
+    mean, over its standard deviation plus ``floor``; other channels (depth, row) unchanged.
+
+    The floor (in the units of the [0, 1] input) keeps near-constant tiles from being blown up
+    into noise. Plain tensor arithmetic, so it exports to ONNX as it is.
+    """
+    tile = x[:, :1]
+    mean = tile.mean((2, 3), keepdim=True)
+    centred = tile - mean
+    count = max(x.shape[-2] * x.shape[-1] - 1, 1)
+    std = torch.sqrt(centred.square().sum((2, 3), keepdim=True) / count)
+    tile = centred / (std + floor)
+    return tile if x.shape[1] == 1 else torch.cat([tile, x[:, 1:]], dim=1)
 
 
 class ConvBnAct(nn.Sequential):

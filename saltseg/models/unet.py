@@ -119,6 +119,9 @@ class UNet(SegmentationModel):
             block). Every logit can then follow whether the tile as a whole looks like salt.
         side_outputs: Add a 1x1 logit head per decoder block (returned as ``"aux"`` in training).
         dropout: Dropout before the final head and in the classifier.
+        tile_norm: Standardize each input tile on its own before the encoder
+            (:func:`~saltseg.models.modules.standardize`): the model sees each tile's contrast
+            pattern whatever its gain and brightness.
     """
 
     name = "unet"
@@ -143,6 +146,7 @@ class UNet(SegmentationModel):
         fuse_aux: bool = False,
         classifier_pool: str = "avg",
         classifier_stages: bool = False,
+        tile_norm: bool = False,
     ) -> None:
         super().__init__()
         check_options("unet", decoder_width, dropout)
@@ -173,7 +177,9 @@ class UNet(SegmentationModel):
             "fuse_aux": fuse_aux,
             "classifier_pool": classifier_pool,
             "classifier_stages": classifier_stages,
+            "tile_norm": tile_norm,
         }
+        self.tile_norm = tile_norm
         self.fuse_classifier = fuse_classifier
         self.fuse_aux = fuse_aux
         self.in_chans = in_chans
