@@ -583,3 +583,6 @@ def test_tile_norm_makes_the_model_blind_to_brightness(name):
     rebuilt = create_model(model.config, pretrained=False)
     assert rebuilt.tile_norm and rebuilt.config["tile_norm"]
     assert not plain.tile_norm and plain.config["tile_norm"] is False
+    for bad in ("yes", 1):
+        with pytest.raises(SaltsegError, match="tile_norm must be true or false"):
+            create_model(name, tile_norm=bad, **kwargs)

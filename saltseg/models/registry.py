@@ -127,13 +127,18 @@ def create_model(name: str | Mapping[str, Any] | Any = "unet", **kwargs: Any) ->
     if key not in ARCHITECTURES:
         raise SaltsegError(f"unknown model {name!r}; valid: {_valid()}")
     build = ARCHITECTURES[key]
-    valid = list(inspect.signature(build).parameters)
+    params = inspect.signature(build).parameters
+    valid = list(params)
     unknown = sorted(set(kwargs) - set(valid))
     if unknown:
         raise SaltsegError(
             f"unknown argument(s) {', '.join(unknown)} for model {name!r}; "
             f"valid: {', '.join(valid)}"
         )
+    for arg, value in kwargs.items():
+        # Switches (annotated plain ``bool``) take true or false only, not "yes" or 1.
+        if params[arg].annotation in (bool, "bool") and not isinstance(value, bool):
+            raise SaltsegError(f"model {name!r}: {arg} must be true or false, got {value!r}")
     return build(**kwargs)
 
 
