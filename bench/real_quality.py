@@ -28,11 +28,18 @@ tuning. Run from the repository root, e.g.::
 A ``--recipe`` may carry its own overrides: ``--recipe "configs/resnet34.yaml optim.lr=0.01"``.
 Smoke runs: ``--tiles 200 --folds 0 --epochs 1 --threads 1 --no-write``. ``--no-peer`` trains
 the recipes alone and prints their scores (exploration; nothing is written).
+
+A long run may be split: with ``--keep-runs DIR`` every contender's finished folds are recorded in
+``DIR/bench_state.json`` (the peer's OOF in ``DIR/peer_fold<K>.npz``), and the same command with
+``--resume`` added goes on from there: finished folds are read back, not trained again, and a fold
+that an interrupted invocation left unfinished starts afresh. Every setting must match the first
+invocation's; the section says on which machine each fold ran.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shlex
 import shutil
@@ -52,6 +59,55 @@ from _results import link_labelled, machine, write_section  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT.parent / "shared" / "tgs-sample"
 PAD = (13, 14, 13, 14)  # 101 -> 128
+
+
+class State:
+    """What a bench run has finished (``bench_state.json`` in its work folder): its settings, each
+    contender's finished folds with their timings, and the invocations that trained them."""
+
+    FILE = "bench_state.json"
+
+    def __init__(self, work: Path, settings: dict[str, Any], resume: bool) -> None:
+        self.path = work / self.FILE
+        if resume:
+            if not self.path.is_file():
+                sys.exit(f"--resume: {work} holds no {self.FILE} (no kept bench run to go on with)")
+            self.data = json.loads(self.path.read_text())
+            saved = self.data["settings"]
+            differ = sorted(
+                k for k in settings.keys() | saved.keys() if settings.get(k) != saved.get(k)
+            )
+            if differ:
+                sys.exit(f"--resume: {', '.join(differ)} differ from the kept run's ({self.path})")
+        else:
+            if self.path.exists():
+                sys.exit(f"{work} holds a bench run: add --resume to go on with it")
+            self.data = {"settings": settings, "folds": {}, "invocations": []}
+        command = shlex.join(["python", "bench/real_quality.py", *sys.argv[1:]])
+        self.data["invocations"].append({"machine": machine(), "command": command, "folds": []})
+
+    def done(self, key: str, fold: int) -> dict[str, Any] | None:
+        """The recorded facts of a contender's finished fold (None when not finished)."""
+        return self.data["folds"].get(key, {}).get(str(fold))
+
+    def record(self, key: str, fold: int, facts: dict[str, Any]) -> None:
+        """Record a finished fold and save the state."""
+        from saltseg.io import write_json
+
+        self.data["folds"].setdefault(key, {})[str(fold)] = facts
+        trained = self.data["invocations"][-1]["folds"]
+        if fold not in trained:
+            trained.append(fold)
+        write_json(self.data, self.path)
+
+    def machines(self) -> str:
+        """Where the folds ran: one machine line, or one per invocation that trained folds."""
+        runs = [i for i in self.data["invocations"] if i["folds"]]
+        names = {i["machine"] for i in runs}
+        if len(names) <= 1:
+            return f"Machine: {names.pop() if names else machine()}."
+        parts = [f"folds {','.join(map(str, i['folds']))}: {i['machine']}" for i in runs]
+        return "Split over invocations (`--resume`); " + "; ".join(parts) + "."
 
 
 @dataclass
@@ -96,13 +152,22 @@ class Peer:
 
     name = "smp Unet(resnet34), plain loop (peer)"
 
+    key = "peer"
+
     def __init__(
-        self, tiles: Any, fold_of: np.ndarray, epochs: int, device: str, seed: int = 42
+        self,
+        tiles: Any,
+        fold_of: np.ndarray,
+        epochs: int,
+        device: str,
+        state: State,
+        work: Path,
+        seed: int = 42,
     ) -> None:
         import torch
 
         self.tiles, self.fold_of, self.epochs, self.device = tiles, fold_of, epochs, device
-        self.seed = seed
+        self.state, self.work, self.seed = state, work, seed
         self.images = torch.from_numpy(tiles.images[:, None])
         self.masks = torch.from_numpy(tiles.masks[:, None].astype(np.float32))
         self.oof = np.zeros(tiles.masks.shape, np.float32)
@@ -134,9 +199,15 @@ class Peer:
         import torch
         import torch.nn.functional as F
 
+        from saltseg.io import atomic_path
         from saltseg.metrics import competition_metric
 
+        saved = self.work / f"peer_fold{fold}.npz"
+        if (facts := self.state.done(self.key, fold)) is not None and saved.is_file():
+            self._restore(fold, saved, facts)
+            return
         started = time.perf_counter()
+        first_epoch = len(self.epoch_seconds)
         torch.manual_seed(self.seed + fold)
         rng = np.random.default_rng(self.seed + fold)
         fold_of, device = self.fold_of, self.device
@@ -169,7 +240,23 @@ class Peer:
             self.epoch_seconds.append(time.perf_counter() - start)
         self.oof[val] = self._predict(model, self.images[val], True)
         self.seen[val] = True
-        self.seconds += time.perf_counter() - started
+        seconds = time.perf_counter() - started
+        self.seconds += seconds
+        with atomic_path(saved) as tmp:
+            np.savez_compressed(tmp, ids=np.asarray(self.tiles.ids)[val], mask=self.oof[val])
+        facts = {"epoch_seconds": self.epoch_seconds[first_epoch:], "seconds": seconds}
+        self.state.record(self.key, fold, facts)
+
+    def _restore(self, fold: int, saved: Path, facts: dict[str, Any]) -> None:
+        """Read back a fold an earlier invocation finished."""
+        val = np.flatnonzero(self.fold_of == fold)
+        with np.load(saved, allow_pickle=False) as data:
+            if list(data["ids"]) != [self.tiles.ids[i] for i in val]:
+                sys.exit(f"--resume: {saved} holds other tiles than fold {fold}")
+            self.oof[val] = data["mask"]
+        self.seen[val] = True
+        self.epoch_seconds += facts["epoch_seconds"]
+        self.seconds += facts["seconds"]
 
     def fold_score(self, fold: int) -> float:
         """Competition metric at 0.5 of this fold's out-of-fold tiles."""
@@ -205,6 +292,7 @@ class Recipe:
         folds_file: Path,
         args: argparse.Namespace,
         out: Path,
+        state: State,
     ) -> None:
         from saltseg.config import load_config
 
@@ -222,20 +310,32 @@ class Recipe:
         self.config = load_config(path, [*fixed, *overrides, *own])
         self.name = "saltseg " + " ".join([Path(path).name, *overrides, *own])
         self.data, self.out, self.keep = data, out, args.keep_runs is not None
+        self.state, self.key = state, out.name
         self.done: list[int] = []
         self.seconds = 0.0
         self._tiles: Any = None
 
     def fold(self, fold: int) -> None:
+        from saltseg.runs import Run
         from saltseg.training.kfold import train_kfold
 
+        run = Run(self.out)
+        facts = self.state.done(self.key, fold)
+        if facts is not None and run.fold_summary(fold) is not None:
+            self.done.append(fold)  # an earlier invocation finished it
+            self.seconds += facts["seconds"]
+            return
+        if run.fold_dir(fold).exists():  # left unfinished by an interrupted invocation
+            shutil.rmtree(run.fold_dir(fold))
         started = time.perf_counter()
-        resume = bool(self.done)  # later folds join the run the first one made
+        resume = Run.is_run(self.out)  # later folds join the run the first one made
         train_kfold(
             self.config, self.out, data=self.data, folds=[fold], resume=resume, progress=False
         )
         self.done.append(fold)
-        self.seconds += time.perf_counter() - started
+        seconds = time.perf_counter() - started
+        self.seconds += seconds
+        self.state.record(self.key, fold, {"seconds": seconds})
 
     def tiles(self) -> Any:
         """The labelled tiles, read once."""
@@ -284,7 +384,9 @@ class Recipe:
         )
 
 
-def render(results: list[Result], args: argparse.Namespace, n_tiles: int, n_oof: int) -> str:
+def render(
+    results: list[Result], args: argparse.Namespace, n_tiles: int, n_oof: int, where: str
+) -> str:
     """The RESULTS.md section."""
     peer = results[0]
     rows = []
@@ -325,7 +427,7 @@ Competition metric on the out-of-fold predictions (flip TTA) at threshold 0.5, a
 threshold / minimum area / peak gate / classifier gate on them (the same tuner for every
 contender; also without the peak gate). The peer keeps its last epoch; saltseg keeps
 {keep_text}.
-Machine: {machine()}.
+{where}
 
 {table}
 """
@@ -371,7 +473,15 @@ def main() -> None:
         help="exploration: train the recipes only, print their scores, write nothing",
     )
     parser.add_argument("--keep-runs", type=Path, default=None, help="keep the run folders here")
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="go on with the bench run kept in --keep-runs (same settings): finished folds are "
+        "read back, not trained again",
+    )
     args = parser.parse_args()
+    if args.resume and args.keep_runs is None:
+        sys.exit("--resume needs --keep-runs: the folder of the run to go on with")
     args.folds = [int(f) for f in args.folds.split(",")] if args.folds else None
     recipes = args.recipe or [str(ROOT / "configs" / "resnet34-cpu.yaml")]
 
@@ -386,9 +496,18 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="real_quality_") as tmp:
         work = args.keep_runs or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
+        settings = {
+            key: str(value) if isinstance(value, Path) else value
+            for key, value in vars(args).items()
+            if key not in ("folds", "no_write", "section", "keep_runs", "resume")
+        }
+        settings["recipe"] = recipes
+        state = State(work, settings, args.resume)
         data = args.data
         if args.tiles:
-            data = subset_folder(args.data, args.tiles, Path(tmp) / "data")
+            subset = work / "data"
+            kept = args.resume and subset.is_dir()
+            data = subset if kept else subset_folder(args.data, args.tiles, subset)
         tiles = load_dataset(data, "train")
         frame = make_folds(
             tiles.ids, tiles.masks, k=args.k, seed=0, depths=tiles.depths, depth_bins=2
@@ -399,9 +518,11 @@ def main() -> None:
         folds = args.folds if args.folds is not None else list(range(args.k))
         contenders: list[Any] = []
         if not args.no_peer:
-            contenders.append(Peer(tiles, fold_of, args.epochs, args.device, args.seed))
+            peer = Peer(tiles, fold_of, args.epochs, args.device, state, work, args.seed)
+            contenders.append(peer)
         for i, spec in enumerate(recipes):
-            contenders.append(Recipe(spec, args.set, data, folds_file, args, work / f"run_{i}"))
+            out = work / f"run_{i}"
+            contenders.append(Recipe(spec, args.set, data, folds_file, args, out, state))
         # Fold by fold, the contenders in turn: a slower spell of the machine hits them alike.
         for fold in folds:
             for contender in contenders:
@@ -423,7 +544,7 @@ def main() -> None:
             print(f"{result.name}: {scores}; s/epoch {seconds}", flush=True)
     if args.no_peer:
         return  # no side-by-side comparison to record
-    body = render(results, args, len(tiles), int(np.isin(fold_of, folds).sum()))
+    body = render(results, args, len(tiles), int(np.isin(fold_of, folds).sum()), state.machines())
     print(body)
     if not args.no_write:
         section = args.section or f"real_quality_{args.epochs}ep"
