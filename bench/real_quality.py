@@ -68,7 +68,7 @@ class State:
     FILE = "bench_state.json"
 
     def __init__(self, work: Path, settings: dict[str, Any], resume: bool) -> None:
-        self.path = work / self.FILE
+        self.path, self.resumed = work / self.FILE, resume
         if resume:
             if not self.path.is_file():
                 sys.exit(f"--resume: {work} holds no {self.FILE} (no kept bench run to go on with)")
@@ -82,6 +82,8 @@ class State:
         else:
             if self.path.exists():
                 sys.exit(f"{work} holds a bench run: add --resume to go on with it")
+            if any(work.iterdir()):
+                sys.exit(f"{work} is not empty: keep the runs in a new or empty folder")
             self.data = {"settings": settings, "folds": {}, "invocations": []}
         command = shlex.join(["python", "bench/real_quality.py", *sys.argv[1:]])
         self.data["invocations"].append({"machine": machine(), "command": command, "folds": []})
@@ -325,10 +327,14 @@ class Recipe:
             self.done.append(fold)  # an earlier invocation finished it
             self.seconds += facts["seconds"]
             return
-        if run.fold_dir(fold).exists():  # left unfinished by an interrupted invocation
+        # Only a kept bench run (its bench_state.json) is gone on with: a fold an interrupted
+        # invocation left unfinished starts afresh. A fresh invocation never touches a run in
+        # the way: train_kfold refuses it.
+        kept = self.state.resumed and Run.is_run(self.out)
+        if kept and run.fold_dir(fold).exists():
             shutil.rmtree(run.fold_dir(fold))
         started = time.perf_counter()
-        resume = Run.is_run(self.out)  # later folds join the run the first one made
+        resume = bool(self.done) or kept  # later folds join the run the first one made
         train_kfold(
             self.config, self.out, data=self.data, folds=[fold], resume=resume, progress=False
         )
@@ -530,14 +536,6 @@ def main() -> None:
                 score = contender.fold_score(fold)
                 print(f"fold {fold}: {contender.name} done, mAP @0.5 {score:.4f}", flush=True)
         results = [contender.result() for contender in contenders]
-        if args.keep_runs and not args.no_peer:  # the peer's OOF, to score again later
-            peer = contenders[0]
-            np.savez_compressed(
-                work / "peer_oof.npz",
-                ids=np.asarray(tiles.ids)[peer.seen],
-                mask=peer.oof[peer.seen].astype(np.float16),
-                fold=fold_of[peer.seen],
-            )
         for result in results:
             seconds = " ".join(f"{s:.0f}" for s in result.epoch_seconds)
             scores = f"{result.score:.4f} / tuned {result.tuned:.4f}"
